@@ -1,0 +1,33 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is for developers.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test test-postgres lint typecheck check schema migrations clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)  ## serve on http://127.0.0.1:8000/graphql (SQLite + memory://, demo data)
+	$(BIN)/python -m pulseboard dev
+
+test: $(STAMP)  ## the whole suite on SQLite + memory:// (or PULSEBOARD_TEST_* services), lint, types
+	$(BIN)/ruff check pulseboard tests
+	$(BIN)/mypy
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+schema: $(STAMP)  ## regenerate schema.graphql
+	$(BIN)/python -m pulseboard export-schema > schema.graphql
+
+migrations: $(STAMP)  ## write a migration for model changes
+	$(BIN)/tortoise -c pulseboard.settings.TORTOISE_ORM makemigrations
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,113 @@
+"""Command line: serve, migrate, seed, token, export-schema, and dev (what `make run` runs)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import sys
+from dataclasses import replace
+
+import uvicorn
+from tortoise import Tortoise
+
+from pulseboard.app import apply_migrations
+from pulseboard.auth import mint_token
+from pulseboard.models import Role
+from pulseboard.seed import ADMIN, MEMBER, DemoUser, seed
+from pulseboard.settings import Settings, SettingsError, from_env, tortoise_config
+
+
+def _serve(settings: Settings) -> None:
+    uvicorn.run(
+        "pulseboard.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level.lower(),
+    )
+
+
+async def _seed(settings: Settings) -> bool:
+    await apply_migrations(settings)
+    await Tortoise.init(config=tortoise_config(settings.database_url))
+    try:
+        return await seed(settings)
+    finally:
+        await Tortoise.close_connections()
+
+
+def _token(settings: Settings, demo: DemoUser, days: float) -> str:
+    return mint_token(
+        settings.jwt_secret,
+        sub=demo.email,
+        email=demo.email,
+        name=demo.name,
+        role=demo.role,
+        ttl=dt.timedelta(days=days),
+    )
+
+
+def _dev(settings: Settings) -> None:
+    created = asyncio.run(_seed(settings))
+    url = f"http://{settings.host}:{settings.port}/graphql"
+    print(f"\npulseboard {'seeded demo data and ' if created else ''}serving GraphiQL at {url}")
+    for demo in (ADMIN, MEMBER):
+        print(f"\n  {demo.name} ({demo.role.value}) -- paste into GraphiQL's Headers tab:")
+        print(f'  {{"Authorization": "Bearer {_token(settings, demo, 30)}"}}')
+    print()
+    _serve(settings)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pulseboard", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the API (migrations are applied at startup)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    commands.add_parser("dev", help="migrate, seed demo data once, print dev tokens, serve")
+    commands.add_parser("migrate", help="apply the shipped migrations")
+    commands.add_parser("seed", help="create the demo data unless it exists")
+    token = commands.add_parser("token", help="mint a development JWT")
+    token.add_argument("--email", required=True)
+    token.add_argument("--name")
+    token.add_argument("--role", choices=[r.value for r in Role], default=Role.MEMBER.value)
+    token.add_argument("--days", type=float, default=30.0)
+    commands.add_parser("export-schema", help="print the GraphQL SDL")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "export-schema":
+        from pulseboard.schema import schema
+
+        print(schema.as_str())
+        return
+    try:
+        settings = from_env()
+        if args.command == "serve":
+            overrides = {k: getattr(args, k) for k in ("host", "port", "workers") if getattr(args, k)}
+            settings = replace(settings, **overrides).check()
+    except SettingsError as error:
+        sys.exit(f"pulseboard: {error}")
+    if args.command == "serve":
+        _serve(settings)
+    elif args.command == "dev":
+        _dev(settings)
+    elif args.command == "migrate":
+        asyncio.run(apply_migrations(settings))
+        print("migrations applied")
+    elif args.command == "seed":
+        print("seeded demo data" if asyncio.run(_seed(settings)) else "demo data exists already")
+    elif args.command == "token":
+        demo = DemoUser(args.email, args.name or args.email.split("@")[0], Role(args.role))
+        print(_token(settings, demo, args.days))
+
+
+if __name__ == "__main__":
+    main()

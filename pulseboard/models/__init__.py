@@ -1,0 +1,42 @@
+"""Tortoise models, one module per aggregate; migrations/ holds their shipped migrations."""
+
+from pulseboard.models.enums import (
+    OPEN_TICKET_STATUSES,
+    NotificationChannel,
+    NotificationType,
+    Role,
+    TaskPriority,
+    TaskStatus,
+    TicketPriority,
+    TicketStatus,
+)
+from pulseboard.models.events import Event, TopicCounter
+from pulseboard.models.notifications import Notification, NotificationPreferences
+from pulseboard.models.projects import Project, ProjectMember, Task, TaskComment
+from pulseboard.models.tickets import Queue, Ticket, TicketComment
+from pulseboard.models.users import Team, TeamMember, User
+
+__all__ = [
+    "OPEN_TICKET_STATUSES",
+    "Event",
+    "Notification",
+    "NotificationChannel",
+    "NotificationPreferences",
+    "NotificationType",
+    "Project",
+    "ProjectMember",
+    "Queue",
+    "Role",
+    "Task",
+    "TaskComment",
+    "TaskPriority",
+    "TaskStatus",
+    "Team",
+    "TeamMember",
+    "Ticket",
+    "TicketComment",
+    "TicketPriority",
+    "TicketStatus",
+    "TopicCounter",
+    "User",
+]

@@ -1,0 +1,87 @@
+"""Projects, their members, tasks and task comments."""
+
+from tortoise import fields
+from tortoise.indexes import Index
+from tortoise.models import Model
+
+from pulseboard.models.enums import TaskPriority, TaskStatus
+from pulseboard.models.users import User
+
+
+class Project(Model):
+    created_by_id: int
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=200)
+    description = fields.TextField(default="")
+    created_by: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="created_projects", on_delete=fields.RESTRICT
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "projects"
+
+
+class ProjectMember(Model):
+    project_id: int
+    user_id: int
+    id = fields.IntField(primary_key=True)
+    project: fields.ForeignKeyRelation[Project] = fields.ForeignKeyField(
+        "models.Project", related_name="memberships", on_delete=fields.CASCADE
+    )
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="project_memberships", on_delete=fields.CASCADE
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "project_members"
+        unique_together = (("project", "user"),)
+
+
+class Task(Model):
+    project_id: int
+    assignee_id: int | None
+    created_by_id: int
+    id = fields.IntField(primary_key=True)
+    project: fields.ForeignKeyRelation[Project] = fields.ForeignKeyField(
+        "models.Project", related_name="tasks", on_delete=fields.CASCADE
+    )
+    title = fields.CharField(max_length=200)
+    description = fields.TextField(default="")
+    status = fields.IntEnumField(TaskStatus, default=TaskStatus.TODO)
+    position = fields.IntField(default=0)
+    priority = fields.CharEnumField(TaskPriority, max_length=16, default=TaskPriority.MEDIUM)
+    progress = fields.SmallIntField(default=0)
+    assignee: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="assigned_tasks", null=True, on_delete=fields.SET_NULL
+    )
+    due_at = fields.DatetimeField(null=True)
+    created_by: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="created_tasks", on_delete=fields.RESTRICT
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    completed_at = fields.DatetimeField(null=True)
+    version = fields.IntField(default=1)
+
+    class Meta:
+        table = "tasks"
+        indexes = [Index(fields=("project_id", "status", "position"), name="tasks_board_idx")]
+
+
+class TaskComment(Model):
+    task_id: int
+    author_id: int
+    id = fields.IntField(primary_key=True)
+    task: fields.ForeignKeyRelation[Task] = fields.ForeignKeyField(
+        "models.Task", related_name="comments", on_delete=fields.CASCADE
+    )
+    author: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="task_comments", on_delete=fields.RESTRICT
+    )
+    body = fields.TextField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "task_comments"

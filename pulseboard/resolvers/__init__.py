@@ -1,0 +1,1 @@
+"""The rules: one module per domain. Transactions, authorization and event records live here."""

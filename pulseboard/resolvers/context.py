@@ -1,0 +1,27 @@
+"""What every resolver receives: settings, the viewer and the per-request loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulseboard.errors import AppError, unauthenticated
+from pulseboard.models import User
+from pulseboard.resolvers.loaders import Loaders
+from pulseboard.settings import Settings
+
+
+@dataclass
+class Context:
+    settings: Settings
+    viewer: User | None = None
+    auth_error: AppError | None = None
+    loaders: Loaders = field(default_factory=Loaders)
+    # The transport's own objects (Starlette request/response or websocket); opaque here.
+    request: Any = None
+    response: Any = None
+
+    def require_viewer(self) -> User:
+        if self.viewer is None:
+            raise self.auth_error or unauthenticated()
+        return self.viewer

@@ -1,0 +1,97 @@
+"""Write transactions that record their events: a change and its Event rows commit together."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.models import Model
+from tortoise.transactions import in_transaction
+
+from pulseboard.models import Event
+from pulseboard.subscriptions import topics
+
+_NEXT_SEQ = (
+    "INSERT INTO topic_counters (topic, seq) VALUES ({p}, 1) "
+    "ON CONFLICT (topic) DO UPDATE SET seq = topic_counters.seq + 1 RETURNING seq"
+)
+
+
+async def next_seq(conn: BaseDBAsyncClient, topic: str) -> int:
+    """The topic's next seq. The counter row stays locked until commit, so a topic's seqs are
+    gap-free and in commit order."""
+    placeholder = "$1" if conn.capabilities.dialect == "postgres" else "?"
+    _, rows = await conn.execute_query(_NEXT_SEQ.format(p=placeholder), [topic])
+    return int(rows[0]["seq"])
+
+
+@dataclass
+class _Pending:
+    topic: str
+    type: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class Transaction:
+    conn: BaseDBAsyncClient
+    actor_id: int | None
+    events: list[Event] = field(default_factory=list)
+    _pending: list[_Pending] = field(default_factory=list)
+
+    def emit(self, topic: str, type: str, payload: dict[str, Any]) -> None:
+        """Record an event; it is numbered and written when the transaction ends."""
+        self._pending.append(_Pending(topic, type, payload))
+
+    async def _flush(self) -> None:
+        # Counters are taken in one global topic order (stable within a topic), so concurrent
+        # transactions touching the same topics cannot deadlock.
+        for pending in sorted(self._pending, key=lambda p: topics.lock_order(p.topic)):
+            seq = await next_seq(self.conn, pending.topic)
+            event = await Event.create(
+                topic=pending.topic,
+                seq=seq,
+                type=pending.type,
+                payload=pending.payload,
+                actor_id=self.actor_id,
+                using_db=self.conn,
+            )
+            self.events.append(event)
+        self._pending.clear()
+
+
+@asynccontextmanager
+async def transaction(actor_id: int | None) -> AsyncIterator[Transaction]:
+    """A database transaction whose emitted events are written inside it, just before commit."""
+    async with in_transaction() as conn:
+        tx = Transaction(conn=conn, actor_id=actor_id)
+        yield tx
+        await tx._flush()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def snapshot(obj: Model) -> dict[str, Any]:
+    """The row as JSON-ready data (enums by name, datetimes ISO 8601), for event payloads."""
+    return {name: _plain(getattr(obj, name)) for name in obj._meta.db_fields}
+
+
+def change(field_name: str, before: Any, after: Any) -> dict[str, Any]:
+    """One entry of an event's `changes`, values rendered as text."""
+
+    def text(value: Any) -> str | None:
+        plain = _plain(value)
+        return None if plain is None else str(plain)
+
+    return {"field": field_name, "from": text(before), "to": text(after)}

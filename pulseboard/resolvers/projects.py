@@ -1,0 +1,40 @@
+"""Projects and their members."""
+
+from __future__ import annotations
+
+from pulseboard.models import Project, ProjectMember, User
+from pulseboard.resolvers import access
+from pulseboard.resolvers.context import Context
+from pulseboard.resolvers.pagination import Page, paginate
+from pulseboard.resolvers.users import user_by_id
+from pulseboard.resolvers.validation import BODY_MAX, text
+
+
+async def project(ctx: Context, project_id: object) -> Project:
+    return await access.project_for(ctx.require_viewer(), project_id)
+
+
+async def projects(ctx: Context, *, first: int | None, after: str | None) -> Page[Project]:
+    viewer = ctx.require_viewer()
+    query = Project.filter(access.visible_projects(viewer)).distinct()
+    return await paginate(query, order=["id"], first=first, after=after, settings=ctx.settings)
+
+
+async def members(project: Project) -> list[User]:
+    return await User.filter(project_memberships__project_id=project.id).order_by("id")
+
+
+async def create_project(ctx: Context, *, name: str, description: str | None) -> Project:
+    viewer = ctx.require_viewer()
+    name = text("name", name)
+    description = text("description", description or "", max_length=BODY_MAX, required=False)
+    project = await Project.create(name=name, description=description, created_by_id=viewer.id)
+    await ProjectMember.create(project_id=project.id, user_id=viewer.id)
+    return project
+
+
+async def add_project_member(ctx: Context, *, project_id: object, user_id: object) -> Project:
+    project = await access.project_for(ctx.require_viewer(), project_id)
+    user = await user_by_id(ctx, user_id)
+    await ProjectMember.get_or_create(project_id=project.id, user_id=user.id)
+    return project

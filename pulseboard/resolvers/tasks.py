@@ -1,0 +1,298 @@
+"""Tasks on a project's board: columns by status, dense positions, versions and events."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from tortoise import timezone
+from tortoise.expressions import F
+
+from pulseboard.errors import bad_input, conflict
+from pulseboard.models import NotificationType, Project, Task, TaskComment, TaskPriority, TaskStatus, User
+from pulseboard.resolvers import access, notifications
+from pulseboard.resolvers.context import Context
+from pulseboard.resolvers.events import Transaction, change, snapshot, transaction
+from pulseboard.resolvers.pagination import Page, paginate
+from pulseboard.resolvers.validation import BODY_MAX, int_range, text
+from pulseboard.subscriptions import topics
+
+BOARD_ORDER = ["status", "position", "id"]
+# GraphQL names of the fields updateTask may change, and their columns.
+UPDATABLE = {
+    "title": "title",
+    "description": "description",
+    "priority": "priority",
+    "progress": "progress",
+    "dueAt": "due_at",
+}
+
+
+async def task(ctx: Context, task_id: object) -> Task:
+    return await access.task_for(ctx.require_viewer(), task_id)
+
+
+async def tasks(
+    ctx: Context,
+    *,
+    project_id: object,
+    status: TaskStatus | None,
+    assignee_id: object | None,
+    first: int | None,
+    after: str | None,
+) -> Page[Task]:
+    project = await access.project_for(ctx.require_viewer(), project_id)
+    query = Task.filter(project_id=project.id)
+    if status is not None:
+        query = query.filter(status=status)
+    if assignee_id is not None:
+        query = query.filter(assignee_id=access.parse_id("User", assignee_id))
+    return await paginate(query, order=BOARD_ORDER, first=first, after=after, settings=ctx.settings)
+
+
+async def comments(ctx: Context, task: Task, *, first: int | None, after: str | None) -> Page[TaskComment]:
+    query = TaskComment.filter(task_id=task.id)
+    return await paginate(query, order=["id"], first=first, after=after, settings=ctx.settings)
+
+
+async def _check_assignee(project_id: int, assignee_id: object | None) -> int | None:
+    if assignee_id is None:
+        return None
+    user = await User.get_or_none(id=access.parse_id("User", assignee_id))
+    if user is None or not await access.is_project_member(user, project_id):
+        raise bad_input("assigneeId", "The assignee must be a member of the project.")
+    return user.id
+
+
+async def _lock_board(tx: Transaction, project_id: int) -> None:
+    # Serialises writers of one board so positions stay dense (SQLite has one writer anyway).
+    await Project.filter(id=project_id).using_db(tx.conn).select_for_update().first()
+
+
+async def _writable(ctx: Context, tx: Transaction, task_id: object, expected_version: int | None) -> Task:
+    """The task, locked for change, after the access and version checks."""
+    found = await access.task_for(ctx.require_viewer(), task_id)
+    await _lock_board(tx, found.project_id)
+    current = await Task.filter(id=found.id).using_db(tx.conn).get()
+    if expected_version is not None and current.version != expected_version:
+        raise conflict("Task", task_id, current.version)
+    return current
+
+
+async def _apply(tx: Transaction, task: Task, **values: Any) -> Task:
+    """Conditional update: only the version we read may be changed, never a lost write."""
+    updated = (
+        await Task.filter(id=task.id, version=task.version)
+        .using_db(tx.conn)
+        .update(**values, version=F("version") + 1, updated_at=timezone.now())
+    )
+    if updated == 0:
+        fresh = await Task.filter(id=task.id).using_db(tx.conn).get()
+        raise conflict("Task", task.id, fresh.version)
+    return await Task.filter(id=task.id).using_db(tx.conn).get()
+
+
+def _emit(tx: Transaction, type: str, task: Task, changes: list[dict[str, Any]], **extra: Any) -> None:
+    payload = {"task": snapshot(task), "changes": changes, **extra}
+    tx.emit(topics.project(task.project_id), type, payload)
+
+
+async def _column_size(tx: Transaction, project_id: int, status: TaskStatus) -> int:
+    return await Task.filter(project_id=project_id, status=status).using_db(tx.conn).count()
+
+
+async def _close_gap(tx: Transaction, task: Task) -> None:
+    await (
+        Task.filter(project_id=task.project_id, status=task.status, position__gt=task.position)
+        .using_db(tx.conn)
+        .update(position=F("position") - 1)
+    )
+
+
+async def create_task(
+    ctx: Context,
+    *,
+    project_id: object,
+    title: str,
+    description: str | None,
+    status: TaskStatus | None,
+    priority: TaskPriority | None,
+    assignee_id: object | None,
+    due_at: dt.datetime | None,
+) -> Task:
+    viewer = ctx.require_viewer()
+    project = await access.project_for(viewer, project_id)
+    title = text("title", title)
+    description = text("description", description or "", max_length=BODY_MAX, required=False)
+    assignee = await _check_assignee(project.id, assignee_id)
+    status = status or TaskStatus.TODO
+    async with transaction(viewer.id) as tx:
+        await _lock_board(tx, project.id)
+        created = await Task.create(
+            project_id=project.id,
+            title=title,
+            description=description,
+            status=status,
+            position=await _column_size(tx, project.id, status),
+            priority=priority or TaskPriority.MEDIUM,
+            assignee_id=assignee,
+            due_at=due_at,
+            created_by_id=viewer.id,
+            completed_at=timezone.now() if status == TaskStatus.DONE else None,
+            progress=100 if status == TaskStatus.DONE else 0,
+            using_db=tx.conn,
+        )
+        _emit(tx, "CREATED", created, [])
+        if assignee is not None:
+            await _notify_assignee(tx, created)
+    return created
+
+
+async def update_task(
+    ctx: Context, *, task_id: object, values: Mapping[str, Any], expected_version: int | None
+) -> Task:
+    """`values` holds only the fields the client sent (GraphQL names; null clears dueAt)."""
+    checked = _checked_update(values)
+    async with transaction(ctx.require_viewer().id) as tx:
+        current = await _writable(ctx, tx, task_id, expected_version)
+        changes = [
+            change(name, getattr(current, UPDATABLE[name]), value)
+            for name, value in checked.items()
+            if getattr(current, UPDATABLE[name]) != value
+        ]
+        if not changes:
+            return current
+        updated = await _apply(tx, current, **{UPDATABLE[n]: v for n, v in checked.items()})
+        _emit(tx, "UPDATED", updated, changes)
+    return updated
+
+
+def _checked_update(values: Mapping[str, Any]) -> dict[str, Any]:
+    checked = dict(values)
+    for name in ("title", "priority", "progress"):
+        if name in checked and checked[name] is None:
+            raise bad_input(name, f"{name} cannot be null.")
+    if "title" in checked:
+        checked["title"] = text("title", checked["title"])
+    if "description" in checked:
+        checked["description"] = text(
+            "description", checked["description"] or "", max_length=BODY_MAX, required=False
+        )
+    if "progress" in checked:
+        int_range("progress", checked["progress"], 0, 100)
+    return checked
+
+
+async def move_task(
+    ctx: Context,
+    *,
+    task_id: object,
+    status: TaskStatus,
+    position: int,
+    expected_version: int | None,
+) -> Task:
+    if position < 0:
+        raise bad_input("position", "position must not be negative.")
+    async with transaction(ctx.require_viewer().id) as tx:
+        current = await _writable(ctx, tx, task_id, expected_version)
+        await _close_gap(tx, current)
+        others = Task.filter(project_id=current.project_id, status=status).exclude(id=current.id)
+        target = min(position, await others.using_db(tx.conn).count())
+        await others.filter(position__gte=target).using_db(tx.conn).update(position=F("position") + 1)
+        values: dict[str, Any] = {"status": status, "position": target}
+        if status != current.status:
+            values["completed_at"] = timezone.now() if status == TaskStatus.DONE else None
+        moved = await _apply(tx, current, **values)
+        changes = [change("status", current.status, status), change("position", current.position, target)]
+        _emit(tx, "MOVED", moved, [c for c in changes if c["from"] != c["to"]])
+        if status == TaskStatus.DONE and current.status != TaskStatus.DONE:
+            await _notify_completed(tx, moved)
+    return moved
+
+
+async def assign_task(
+    ctx: Context, *, task_id: object, assignee_id: object | None, expected_version: int | None
+) -> Task:
+    async with transaction(ctx.require_viewer().id) as tx:
+        current = await _writable(ctx, tx, task_id, expected_version)
+        assignee = await _check_assignee(current.project_id, assignee_id)
+        if assignee == current.assignee_id:
+            return current
+        assigned = await _apply(tx, current, assignee_id=assignee)
+        _emit(tx, "ASSIGNED", assigned, [change("assigneeId", current.assignee_id, assignee)])
+        if assignee is not None:
+            await _notify_assignee(tx, assigned)
+    return assigned
+
+
+async def complete_task(ctx: Context, *, task_id: object, expected_version: int | None) -> Task:
+    async with transaction(ctx.require_viewer().id) as tx:
+        current = await _writable(ctx, tx, task_id, expected_version)
+        if current.status == TaskStatus.DONE:
+            return current
+        await _close_gap(tx, current)
+        completed = await _apply(
+            tx,
+            current,
+            status=TaskStatus.DONE,
+            position=await _column_size(tx, current.project_id, TaskStatus.DONE),
+            progress=100,
+            completed_at=timezone.now(),
+        )
+        changes = [
+            change("status", current.status, TaskStatus.DONE),
+            change("progress", current.progress, 100),
+        ]
+        _emit(tx, "COMPLETED", completed, [c for c in changes if c["from"] != c["to"]])
+        await _notify_completed(tx, completed)
+    return completed
+
+
+async def delete_task(ctx: Context, *, task_id: object, expected_version: int | None) -> Task:
+    async with transaction(ctx.require_viewer().id) as tx:
+        current = await _writable(ctx, tx, task_id, expected_version)
+        deleted = await Task.filter(id=current.id, version=current.version).using_db(tx.conn).delete()
+        if deleted == 0:
+            raise conflict("Task", task_id, current.version)
+        await _close_gap(tx, current)
+        _emit(tx, "DELETED", current, [])
+    return current
+
+
+async def add_comment(ctx: Context, *, task_id: object, body: str) -> TaskComment:
+    viewer = ctx.require_viewer()
+    body = text("body", body, max_length=BODY_MAX)
+    async with transaction(viewer.id) as tx:
+        found = await access.task_for(viewer, task_id)
+        comment = await TaskComment.create(task_id=found.id, author_id=viewer.id, body=body, using_db=tx.conn)
+        _emit(tx, "COMMENTED", found, [], comment=snapshot(comment))
+        await notifications.notify(
+            tx,
+            recipients=[found.assignee_id, found.created_by_id],
+            type=NotificationType.TASK_COMMENTED,
+            title=f"New comment on {found.title}",
+            body=body[:500],
+            task_id=found.id,
+        )
+    return comment
+
+
+async def _notify_assignee(tx: Transaction, task: Task) -> None:
+    await notifications.notify(
+        tx,
+        recipients=[task.assignee_id],
+        type=NotificationType.TASK_ASSIGNED,
+        title=f"You were assigned {task.title}",
+        task_id=task.id,
+    )
+
+
+async def _notify_completed(tx: Transaction, task: Task) -> None:
+    await notifications.notify(
+        tx,
+        recipients=[task.assignee_id, task.created_by_id],
+        type=NotificationType.TASK_COMPLETED,
+        title=f"{task.title} was completed",
+        task_id=task.id,
+    )

@@ -1,0 +1,281 @@
+"""Tickets in support queues: assignment, status, priority, comments, bulk changes, events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tortoise import timezone
+from tortoise.expressions import F
+
+from pulseboard.errors import bad_input, conflict, forbidden
+from pulseboard.models import (
+    NotificationType,
+    Ticket,
+    TicketComment,
+    TicketPriority,
+    TicketStatus,
+    User,
+)
+from pulseboard.resolvers import access, notifications
+from pulseboard.resolvers.context import Context
+from pulseboard.resolvers.events import Transaction, change, snapshot, transaction
+from pulseboard.resolvers.pagination import Page, paginate
+from pulseboard.resolvers.validation import BODY_MAX, text
+from pulseboard.subscriptions import topics
+
+BULK_MAX = 100
+
+
+async def ticket(ctx: Context, ticket_id: object) -> Ticket:
+    found, _ = await access.ticket_for(ctx.require_viewer(), ticket_id)
+    return found
+
+
+async def tickets(
+    ctx: Context,
+    *,
+    queue_id: object | None,
+    status: TicketStatus | None,
+    priority: TicketPriority | None,
+    assignee_id: object | None,
+    first: int | None,
+    after: str | None,
+) -> Page[Ticket]:
+    """The tickets the viewer may see, newest first."""
+    viewer = ctx.require_viewer()
+    query = Ticket.filter(await access.visible_tickets(viewer))
+    if queue_id is not None:
+        query = query.filter(queue_id=(await access.queue_for(viewer, queue_id)).id)
+    if status is not None:
+        query = query.filter(status=status)
+    if priority is not None:
+        query = query.filter(priority=priority)
+    if assignee_id is not None:
+        query = query.filter(assignee_id=access.parse_id("User", assignee_id))
+    return await paginate(query, order=["-id"], first=first, after=after, settings=ctx.settings)
+
+
+async def comments(
+    ctx: Context, ticket: Ticket, *, first: int | None, after: str | None
+) -> Page[TicketComment]:
+    query = TicketComment.filter(ticket_id=ticket.id)
+    return await paginate(query, order=["id"], first=first, after=after, settings=ctx.settings)
+
+
+async def create_ticket(
+    ctx: Context, *, queue_id: object, title: str, description: str | None, priority: TicketPriority | None
+) -> Ticket:
+    viewer = ctx.require_viewer()
+    queue = await access.queue_for(viewer, queue_id)
+    title = text("title", title)
+    description = text("description", description or "", max_length=BODY_MAX, required=False)
+    async with transaction(viewer.id) as tx:
+        created = await Ticket.create(
+            queue_id=queue.id,
+            title=title,
+            description=description,
+            priority=priority or TicketPriority.NORMAL,
+            requester_id=viewer.id,
+            using_db=tx.conn,
+        )
+        _emit(tx, "CREATED", created, [])
+    return created
+
+
+async def _locked(tx: Transaction, ticket_id: int, expected_version: int | None) -> Ticket:
+    current = await Ticket.filter(id=ticket_id).select_for_update().using_db(tx.conn).get()
+    if expected_version is not None and current.version != expected_version:
+        raise conflict("Ticket", ticket_id, current.version)
+    return current
+
+
+async def _writable(ctx: Context, tx: Transaction, ticket_id: object, expected_version: int | None) -> Ticket:
+    found = await access.ticket_for_agent(ctx.require_viewer(), ticket_id)
+    return await _locked(tx, found.id, expected_version)
+
+
+async def _apply(tx: Transaction, ticket: Ticket, **values: Any) -> Ticket:
+    """Conditional update on the version we read: a concurrent write is never overwritten."""
+    updated = (
+        await Ticket.filter(id=ticket.id, version=ticket.version)
+        .using_db(tx.conn)
+        .update(**values, version=F("version") + 1, updated_at=timezone.now())
+    )
+    if updated == 0:
+        raise conflict("Ticket", ticket.id, ticket.version)
+    return await Ticket.filter(id=ticket.id).using_db(tx.conn).get()
+
+
+def _emit(tx: Transaction, type: str, ticket: Ticket, changes: list[dict[str, Any]], **extra: Any) -> None:
+    tx.emit(topics.queue(ticket.queue_id), type, {"ticket": snapshot(ticket), "changes": changes, **extra})
+
+
+async def _check_assignee(ticket: Ticket, assignee_id: object | None) -> int | None:
+    if assignee_id is None:
+        return None
+    user = await User.get_or_none(id=access.parse_id("User", assignee_id))
+    queue = await ticket.queue
+    if user is None or not await access.is_queue_agent(user, queue):
+        raise bad_input("assigneeId", "The assignee must be an agent of the ticket's queue.")
+    return user.id
+
+
+async def update_ticket(
+    ctx: Context, *, ticket_id: object, values: Mapping[str, Any], expected_version: int | None
+) -> Ticket:
+    checked: dict[str, Any] = {}
+    if "title" in values:
+        checked["title"] = text("title", values["title"] or "")
+    if "description" in values:
+        checked["description"] = text(
+            "description", values["description"] or "", max_length=BODY_MAX, required=False
+        )
+    async with transaction(ctx.require_viewer().id) as tx:
+        current = await _writable(ctx, tx, ticket_id, expected_version)
+        changes = [change(k, getattr(current, k), v) for k, v in checked.items() if getattr(current, k) != v]
+        if not changes:
+            return current
+        updated = await _apply(tx, current, **checked)
+        _emit(tx, "UPDATED", updated, changes)
+    return updated
+
+
+async def _assign(tx: Transaction, current: Ticket, assignee: int | None) -> Ticket:
+    assigned = await _apply(tx, current, assignee_id=assignee)
+    details = {"assigneeId": assignee, "previousAssigneeId": current.assignee_id}
+    _emit(tx, "ASSIGNED", assigned, [change("assigneeId", current.assignee_id, assignee)], **details)
+    if assignee is not None:
+        tx.emit(topics.user_tickets(assignee), "ASSIGNED", {"ticket": snapshot(assigned), **details})
+        await notifications.notify(
+            tx,
+            recipients=[assignee],
+            type=NotificationType.TICKET_ASSIGNED,
+            title=f"You were assigned ticket {assigned.title}",
+            ticket_id=assigned.id,
+        )
+    return assigned
+
+
+async def assign_ticket(
+    ctx: Context, *, ticket_id: object, assignee_id: object | None, expected_version: int | None
+) -> Ticket:
+    async with transaction(ctx.require_viewer().id) as tx:
+        current = await _writable(ctx, tx, ticket_id, expected_version)
+        assignee = await _check_assignee(current, assignee_id)
+        if assignee == current.assignee_id:
+            return current
+        assigned = await _assign(tx, current, assignee)
+    return assigned
+
+
+def _status_values(current: Ticket, status: TicketStatus) -> dict[str, Any]:
+    """resolvedAt is set on (re)entering RESOLVED, kept on CLOSED, cleared on reopening."""
+    if status == TicketStatus.RESOLVED:
+        return {"status": status, "resolved_at": timezone.now()}
+    if status == TicketStatus.CLOSED:
+        return {"status": status, "resolved_at": current.resolved_at or timezone.now()}
+    return {"status": status, "resolved_at": None}
+
+
+async def _set_status(tx: Transaction, current: Ticket, status: TicketStatus) -> Ticket:
+    updated = await _apply(tx, current, **_status_values(current, status))
+    _emit(tx, "STATUS_CHANGED", updated, [change("status", current.status, status)])
+    await notifications.notify(
+        tx,
+        recipients=[updated.requester_id, updated.assignee_id],
+        type=NotificationType.TICKET_STATUS_CHANGED,
+        title=f"Ticket {updated.title} is now {status.value}",
+        ticket_id=updated.id,
+    )
+    return updated
+
+
+async def set_status(
+    ctx: Context, *, ticket_id: object, status: TicketStatus, expected_version: int | None
+) -> Ticket:
+    async with transaction(ctx.require_viewer().id) as tx:
+        current = await _writable(ctx, tx, ticket_id, expected_version)
+        if current.status == status:
+            return current
+        updated = await _set_status(tx, current, status)
+    return updated
+
+
+async def _set_priority(tx: Transaction, current: Ticket, priority: TicketPriority) -> Ticket:
+    updated = await _apply(tx, current, priority=priority)
+    _emit(tx, "PRIORITY_CHANGED", updated, [change("priority", current.priority, priority)])
+    await notifications.notify(
+        tx,
+        recipients=[updated.assignee_id],
+        type=NotificationType.TICKET_PRIORITY_CHANGED,
+        title=f"Ticket {updated.title} is now {priority.value} priority",
+        ticket_id=updated.id,
+    )
+    return updated
+
+
+async def set_priority(
+    ctx: Context, *, ticket_id: object, priority: TicketPriority, expected_version: int | None
+) -> Ticket:
+    async with transaction(ctx.require_viewer().id) as tx:
+        current = await _writable(ctx, tx, ticket_id, expected_version)
+        if current.priority == priority:
+            return current
+        updated = await _set_priority(tx, current, priority)
+    return updated
+
+
+async def add_comment(ctx: Context, *, ticket_id: object, body: str) -> TicketComment:
+    viewer = ctx.require_viewer()
+    body = text("body", body, max_length=BODY_MAX)
+    found, _ = await access.ticket_for(viewer, ticket_id)
+    async with transaction(viewer.id) as tx:
+        current = await _locked(tx, found.id, None)
+        comment = await TicketComment.create(
+            ticket_id=current.id, author_id=viewer.id, body=body, using_db=tx.conn
+        )
+        if current.first_response_at is None and viewer.id != current.requester_id:
+            current = await _apply(tx, current, first_response_at=comment.created_at)
+        _emit(tx, "COMMENTED", current, [], comment=snapshot(comment))
+        await notifications.notify(
+            tx,
+            recipients=[current.requester_id, current.assignee_id],
+            type=NotificationType.TICKET_COMMENTED,
+            title=f"New comment on ticket {current.title}",
+            body=body[:500],
+            ticket_id=current.id,
+        )
+    return comment
+
+
+async def bulk_update(
+    ctx: Context, *, ticket_ids: Sequence[object], values: Mapping[str, Any]
+) -> list[Ticket]:
+    """Apply status/priority/assignee to every ticket, or to none: any failure rolls all back."""
+    viewer = ctx.require_viewer()
+    if not ticket_ids:
+        raise bad_input("ids", "ids must not be empty.")
+    if len(ticket_ids) > BULK_MAX:
+        raise bad_input("ids", f"At most {BULK_MAX} tickets at once.")
+    for name in ("status", "priority"):
+        if name in values and values[name] is None:
+            raise bad_input(name, f"{name} cannot be null.")
+    ids = list(dict.fromkeys(access.parse_id("Ticket", i) for i in ticket_ids))
+    results = []
+    async with transaction(viewer.id) as tx:
+        for tid in ids:
+            found, agent = await access.ticket_for(viewer, tid)
+            if not agent:
+                raise forbidden(f"Only agents of ticket {tid}'s queue may change it.")
+            current = await _locked(tx, found.id, None)
+            if "assigneeId" in values:
+                assignee = await _check_assignee(current, values["assigneeId"])
+                if assignee != current.assignee_id:
+                    current = await _assign(tx, current, assignee)
+            if "status" in values and values["status"] != current.status:
+                current = await _set_status(tx, current, values["status"])
+            if "priority" in values and values["priority"] != current.priority:
+                current = await _set_priority(tx, current, values["priority"])
+            results.append(current)
+    return results

@@ -1,0 +1,60 @@
+"""Strawberry types, inputs and the Query/Mutation roots; thin: every field calls resolvers/."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import strawberry
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.types import ExecutionResult
+
+from pulseboard.schema.errors import classify
+from pulseboard.schema.mutation import Mutation
+from pulseboard.schema.query import Query
+from pulseboard.settings import Settings
+
+
+class Schema(strawberry.Schema):
+    """Every error leaves with an `extensions.code`; unexpected ones are masked in production."""
+
+    def __init__(self, *args: Any, mask_errors: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mask_errors = mask_errors
+
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:  # type: ignore[override]
+        # Here rather than in an extension: parse errors end the operation before extensions'
+        # exit hooks run.
+        result = await super().execute(*args, **kwargs)
+        if result.errors:
+            result.errors = [classify(e, mask=self.mask_errors) for e in result.errors]
+        return result
+
+    def process_errors(self, errors: Any, execution_context: Any = None) -> None:
+        # classify() logs unexpected errors once; expected ones are not worth a log line.
+        return None
+
+
+def build_schema(settings: Settings) -> Schema:
+    extensions: list[Callable[[], SchemaExtension]] = [
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
+    ]
+    if not settings.introspection:
+        extensions.append(DisableIntrospection)
+    return Schema(query=Query, mutation=Mutation, extensions=extensions, mask_errors=settings.production)
+
+
+# The exported SDL does not depend on settings; `export-schema` and codegen read this one.
+schema = build_schema(Settings())

@@ -1,0 +1,211 @@
+"""The Mutation root: each field is one call into resolvers/, which own rules and transactions."""
+
+from __future__ import annotations
+
+import strawberry
+
+from pulseboard.models import TaskStatus, TicketPriority, TicketStatus
+from pulseboard.resolvers import notifications, preferences, projects, queues, tasks, tickets, users
+from pulseboard.schema.inputs import (
+    BulkUpdateTicketsInput,
+    CreateProjectInput,
+    CreateQueueInput,
+    CreateTaskInput,
+    CreateTeamInput,
+    CreateTicketInput,
+    UpdatePreferencesInput,
+    UpdateTaskInput,
+    UpdateTicketInput,
+    preference_changes,
+    provided,
+)
+from pulseboard.schema.types import (
+    Ctx,
+    Notification,
+    Preferences,
+    Project,
+    Queue,
+    Task,
+    TaskComment,
+    Team,
+    Ticket,
+    TicketComment,
+)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def create_project(self, info: Ctx, input: CreateProjectInput) -> Project:
+        return await projects.create_project(  # type: ignore[return-value]
+            info.context, name=input.name, description=input.description
+        )
+
+    @strawberry.mutation
+    async def add_project_member(
+        self, info: Ctx, project_id: strawberry.ID, user_id: strawberry.ID
+    ) -> Project:
+        return await projects.add_project_member(  # type: ignore[return-value]
+            info.context, project_id=project_id, user_id=user_id
+        )
+
+    @strawberry.mutation(description="Admins only.")
+    async def create_team(self, info: Ctx, input: CreateTeamInput) -> Team:
+        return await users.create_team(info.context, name=input.name)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Admins only.")
+    async def add_team_member(self, info: Ctx, team_id: strawberry.ID, user_id: strawberry.ID) -> Team:
+        return await users.add_team_member(  # type: ignore[return-value]
+            info.context, team_id=team_id, user_id=user_id
+        )
+
+    @strawberry.mutation
+    async def create_task(self, info: Ctx, input: CreateTaskInput) -> Task:
+        return await tasks.create_task(  # type: ignore[return-value]
+            info.context,
+            project_id=input.project_id,
+            title=input.title,
+            description=input.description,
+            status=input.status,
+            priority=input.priority,
+            assignee_id=input.assignee_id,
+            due_at=input.due_at,
+        )
+
+    @strawberry.mutation
+    async def update_task(
+        self, info: Ctx, id: strawberry.ID, input: UpdateTaskInput, expected_version: int | None = None
+    ) -> Task:
+        return await tasks.update_task(  # type: ignore[return-value]
+            info.context, task_id=id, values=provided(input), expected_version=expected_version
+        )
+
+    @strawberry.mutation(
+        description="Moves a task to a column at a position (0 = top); positions stay dense."
+    )
+    async def move_task(
+        self,
+        info: Ctx,
+        id: strawberry.ID,
+        status: TaskStatus,
+        position: int,
+        expected_version: int | None = None,
+    ) -> Task:
+        return await tasks.move_task(  # type: ignore[return-value]
+            info.context, task_id=id, status=status, position=position, expected_version=expected_version
+        )
+
+    @strawberry.mutation(description="assigneeId: null unassigns.")
+    async def assign_task(
+        self,
+        info: Ctx,
+        id: strawberry.ID,
+        assignee_id: strawberry.ID | None,
+        expected_version: int | None = None,
+    ) -> Task:
+        return await tasks.assign_task(  # type: ignore[return-value]
+            info.context, task_id=id, assignee_id=assignee_id, expected_version=expected_version
+        )
+
+    @strawberry.mutation
+    async def complete_task(self, info: Ctx, id: strawberry.ID, expected_version: int | None = None) -> Task:
+        return await tasks.complete_task(  # type: ignore[return-value]
+            info.context, task_id=id, expected_version=expected_version
+        )
+
+    @strawberry.mutation(description="Returns the task as it was before deletion.")
+    async def delete_task(self, info: Ctx, id: strawberry.ID, expected_version: int | None = None) -> Task:
+        return await tasks.delete_task(  # type: ignore[return-value]
+            info.context, task_id=id, expected_version=expected_version
+        )
+
+    @strawberry.mutation
+    async def add_task_comment(self, info: Ctx, task_id: strawberry.ID, body: str) -> TaskComment:
+        return await tasks.add_comment(info.context, task_id=task_id, body=body)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Admins only.")
+    async def create_queue(self, info: Ctx, input: CreateQueueInput) -> Queue:
+        return await queues.create_queue(  # type: ignore[return-value]
+            info.context,
+            team_id=input.team_id,
+            name=input.name,
+            sla_first_response_minutes=input.sla_first_response_minutes,
+            sla_resolution_minutes=input.sla_resolution_minutes,
+        )
+
+    @strawberry.mutation
+    async def create_ticket(self, info: Ctx, input: CreateTicketInput) -> Ticket:
+        return await tickets.create_ticket(  # type: ignore[return-value]
+            info.context,
+            queue_id=input.queue_id,
+            title=input.title,
+            description=input.description,
+            priority=input.priority,
+        )
+
+    @strawberry.mutation
+    async def update_ticket(
+        self, info: Ctx, id: strawberry.ID, input: UpdateTicketInput, expected_version: int | None = None
+    ) -> Ticket:
+        return await tickets.update_ticket(  # type: ignore[return-value]
+            info.context, ticket_id=id, values=provided(input), expected_version=expected_version
+        )
+
+    @strawberry.mutation(description="assigneeId: null unassigns.")
+    async def assign_ticket(
+        self,
+        info: Ctx,
+        id: strawberry.ID,
+        assignee_id: strawberry.ID | None,
+        expected_version: int | None = None,
+    ) -> Ticket:
+        return await tickets.assign_ticket(  # type: ignore[return-value]
+            info.context, ticket_id=id, assignee_id=assignee_id, expected_version=expected_version
+        )
+
+    @strawberry.mutation
+    async def set_ticket_status(
+        self, info: Ctx, id: strawberry.ID, status: TicketStatus, expected_version: int | None = None
+    ) -> Ticket:
+        return await tickets.set_status(  # type: ignore[return-value]
+            info.context, ticket_id=id, status=status, expected_version=expected_version
+        )
+
+    @strawberry.mutation
+    async def set_ticket_priority(
+        self, info: Ctx, id: strawberry.ID, priority: TicketPriority, expected_version: int | None = None
+    ) -> Ticket:
+        return await tickets.set_priority(  # type: ignore[return-value]
+            info.context, ticket_id=id, priority=priority, expected_version=expected_version
+        )
+
+    @strawberry.mutation
+    async def add_ticket_comment(self, info: Ctx, ticket_id: strawberry.ID, body: str) -> TicketComment:
+        return await tickets.add_comment(info.context, ticket_id=ticket_id, body=body)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Applies to every ticket or to none (at most 100).")
+    async def bulk_update_tickets(
+        self, info: Ctx, ids: list[strawberry.ID], input: BulkUpdateTicketsInput
+    ) -> list[Ticket]:
+        return await tickets.bulk_update(  # type: ignore[return-value]
+            info.context, ticket_ids=ids, values=provided(input)
+        )
+
+    @strawberry.mutation
+    async def update_preferences(self, info: Ctx, input: UpdatePreferencesInput) -> Preferences:
+        values, types = preference_changes(input)
+        return await preferences.update_preferences(  # type: ignore[return-value]
+            info.context, values=values, types=types
+        )
+
+    @strawberry.mutation(description="Marks the viewer's notifications read (all or none).")
+    async def mark_notifications_read(self, info: Ctx, ids: list[strawberry.ID]) -> list[Notification]:
+        return await notifications.mark_read(info.context, ids=ids)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Returns how many notifications were marked read.")
+    async def mark_all_notifications_read(self, info: Ctx) -> int:
+        return await notifications.mark_all_read(info.context)
+
+    @strawberry.mutation
+    async def delete_notification(self, info: Ctx, id: strawberry.ID) -> Notification:
+        return await notifications.delete_notification(info.context, notification_id=id)  # type: ignore[return-value]

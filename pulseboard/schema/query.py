@@ -1,0 +1,126 @@
+"""The Query root: each field is one call into resolvers/."""
+
+from __future__ import annotations
+
+import strawberry
+
+from pulseboard.models import TaskStatus, TicketPriority, TicketStatus
+from pulseboard.resolvers import metrics, notifications, preferences, projects, queues, tasks, tickets
+from pulseboard.schema.types import (
+    Connection,
+    Ctx,
+    NotificationConnection,
+    Preferences,
+    Project,
+    Queue,
+    QueueMetricsType,
+    Task,
+    Ticket,
+    User,
+    connection,
+    queue_metrics,
+)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The signed-in user.")
+    def viewer(self, info: Ctx) -> User:
+        return info.context.require_viewer()  # type: ignore[return-value]
+
+    @strawberry.field
+    async def project(self, info: Ctx, id: strawberry.ID) -> Project:
+        return await projects.project(info.context, id)  # type: ignore[return-value]
+
+    @strawberry.field(description="Projects the viewer is a member of (all, for admins).")
+    async def projects(
+        self, info: Ctx, first: int | None = None, after: str | None = None
+    ) -> Connection[Project]:
+        return connection(await projects.projects(info.context, first=first, after=after))
+
+    @strawberry.field
+    async def task(self, info: Ctx, id: strawberry.ID) -> Task:
+        return await tasks.task(info.context, id)  # type: ignore[return-value]
+
+    @strawberry.field(description="A project's tasks by column (status), then position.")
+    async def tasks(
+        self,
+        info: Ctx,
+        project_id: strawberry.ID,
+        status: TaskStatus | None = None,
+        assignee_id: strawberry.ID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Task]:
+        page = await tasks.tasks(
+            info.context,
+            project_id=project_id,
+            status=status,
+            assignee_id=assignee_id,
+            first=first,
+            after=after,
+        )
+        return connection(page)
+
+    @strawberry.field
+    async def ticket(self, info: Ctx, id: strawberry.ID) -> Ticket:
+        return await tickets.ticket(info.context, id)  # type: ignore[return-value]
+
+    @strawberry.field(description="Tickets the viewer may see, newest first.")
+    async def tickets(
+        self,
+        info: Ctx,
+        queue_id: strawberry.ID | None = None,
+        status: TicketStatus | None = None,
+        priority: TicketPriority | None = None,
+        assignee_id: strawberry.ID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Ticket]:
+        page = await tickets.tickets(
+            info.context,
+            queue_id=queue_id,
+            status=status,
+            priority=priority,
+            assignee_id=assignee_id,
+            first=first,
+            after=after,
+        )
+        return connection(page)
+
+    @strawberry.field
+    async def queue(self, info: Ctx, id: strawberry.ID) -> Queue:
+        return await queues.queue(info.context, id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def queues(
+        self, info: Ctx, first: int | None = None, after: str | None = None
+    ) -> Connection[Queue]:
+        return connection(await queues.queues(info.context, first=first, after=after))
+
+    @strawberry.field(description="Live figures of a queue, for its team's agents and admins.")
+    async def queue_metrics(self, info: Ctx, queue_id: strawberry.ID) -> QueueMetricsType:
+        return queue_metrics(await metrics.queue_metrics(info.context, queue_id))
+
+    @strawberry.field(description="The viewer's notification preferences.")
+    async def preferences(self, info: Ctx) -> Preferences:
+        return await preferences.preferences(info.context)  # type: ignore[return-value]
+
+    @strawberry.field(description="The viewer's notifications, newest first.")
+    async def notifications(
+        self,
+        info: Ctx,
+        first: int | None = None,
+        after: str | None = None,
+        unread_only: bool = False,
+    ) -> NotificationConnection:
+        page = await notifications.notifications(
+            info.context, first=first, after=after, unread_only=unread_only
+        )
+        base = connection(page)
+        return NotificationConnection(
+            edges=base.edges,  # type: ignore[arg-type]
+            page_info=base.page_info,
+            count=base.count,
+            unread=lambda: notifications.unread_count(info.context),
+        )

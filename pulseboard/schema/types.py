@@ -1,0 +1,344 @@
+"""GraphQL object types. Roots are model rows; relations resolve through per-request loaders."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+import strawberry
+from strawberry.types import Info
+
+from pulseboard.models import (
+    NotificationChannel,
+    NotificationType,
+    Role,
+    TaskPriority,
+    TaskStatus,
+    TicketPriority,
+    TicketStatus,
+)
+from pulseboard.models import NotificationPreferences as PreferencesRow
+from pulseboard.resolvers import preferences, projects, tasks, tickets
+from pulseboard.resolvers.context import Context
+from pulseboard.resolvers.metrics import QueueMetrics as Metrics
+from pulseboard.resolvers.pagination import Page
+
+for _enum in (
+    Role,
+    TaskStatus,
+    TaskPriority,
+    TicketStatus,
+    TicketPriority,
+    NotificationType,
+    NotificationChannel,
+):
+    strawberry.enum(_enum)
+
+T = TypeVar("T")
+Ctx = Info[Context, None]
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="How many items match, across all pages.")
+    async def total_count(self) -> int:
+        return await self.count()
+
+
+def connection(page: Page) -> Connection:  # type: ignore[type-arg]
+    return Connection(
+        edges=[Edge(cursor=c, node=n) for c, n in zip(page.cursors, page.items, strict=True)],
+        page_info=PageInfo(
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=page.cursors[0] if page.cursors else None,
+            end_cursor=page.cursors[-1] if page.cursors else None,
+        ),
+        count=page.count,
+    )
+
+
+@strawberry.type(name="User")
+class User:
+    id: strawberry.ID
+    email: str
+    name: str
+    role: Role
+
+
+async def _user(info: Ctx, user_id: int | None) -> User | None:
+    return None if user_id is None else await info.context.loaders.user.load(user_id)  # type: ignore[return-value]
+
+
+@strawberry.type(name="Team")
+class Team:
+    id: strawberry.ID
+    name: str
+
+
+@strawberry.type(name="Project")
+class Project:
+    id: strawberry.ID
+    name: str
+    description: str
+    created_at: dt.datetime
+    created_by_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def created_by(self, info: Ctx) -> User:
+        return await _user(info, self.created_by_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def members(self) -> list[User]:
+        return await projects.members(self)  # type: ignore[arg-type,return-value]
+
+
+@strawberry.type(name="Task")
+class Task:
+    id: strawberry.ID
+    title: str
+    description: str
+    status: TaskStatus
+    position: int = strawberry.field(description="Order inside its status column, from 0.")
+    priority: TaskPriority
+    progress: int
+    due_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    completed_at: dt.datetime | None
+    version: int
+    project_id: strawberry.Private[int]
+    assignee_id: strawberry.Private[int | None]
+    created_by_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def project(self, info: Ctx) -> Project:
+        return await info.context.loaders.project.load(self.project_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def assignee(self, info: Ctx) -> User | None:
+        return await _user(info, self.assignee_id)
+
+    @strawberry.field
+    async def created_by(self, info: Ctx) -> User:
+        return await _user(info, self.created_by_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def comments(
+        self, info: Ctx, first: int | None = None, after: str | None = None
+    ) -> Connection[TaskComment]:
+        page = await tasks.comments(info.context, self, first=first, after=after)  # type: ignore[arg-type]
+        return connection(page)
+
+
+@strawberry.type(name="TaskComment")
+class TaskComment:
+    id: strawberry.ID
+    body: str
+    created_at: dt.datetime
+    author_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def author(self, info: Ctx) -> User:
+        return await _user(info, self.author_id)  # type: ignore[return-value]
+
+
+@strawberry.type(name="Queue")
+class Queue:
+    id: strawberry.ID
+    name: str
+    sla_first_response_minutes: int
+    sla_resolution_minutes: int
+    created_at: dt.datetime
+    team_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def team(self, info: Ctx) -> Team:
+        return await info.context.loaders.team.load(self.team_id)  # type: ignore[return-value]
+
+
+@strawberry.type(name="Ticket")
+class Ticket:
+    id: strawberry.ID
+    title: str
+    description: str
+    status: TicketStatus
+    priority: TicketPriority
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    first_response_at: dt.datetime | None
+    resolved_at: dt.datetime | None
+    version: int
+    queue_id: strawberry.Private[int]
+    requester_id: strawberry.Private[int]
+    assignee_id: strawberry.Private[int | None]
+
+    @strawberry.field
+    async def queue(self, info: Ctx) -> Queue:
+        return await info.context.loaders.queue.load(self.queue_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def requester(self, info: Ctx) -> User:
+        return await _user(info, self.requester_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def assignee(self, info: Ctx) -> User | None:
+        return await _user(info, self.assignee_id)
+
+    @strawberry.field
+    async def comments(
+        self, info: Ctx, first: int | None = None, after: str | None = None
+    ) -> Connection[TicketComment]:
+        page = await tickets.comments(info.context, self, first=first, after=after)  # type: ignore[arg-type]
+        return connection(page)
+
+
+@strawberry.type(name="TicketComment")
+class TicketComment:
+    id: strawberry.ID
+    body: str
+    created_at: dt.datetime
+    author_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def author(self, info: Ctx) -> User:
+        return await _user(info, self.author_id)  # type: ignore[return-value]
+
+
+@strawberry.type(name="Notification")
+class Notification:
+    id: strawberry.ID
+    type: NotificationType
+    title: str
+    body: str
+    read_at: dt.datetime | None
+    created_at: dt.datetime
+    task_id: strawberry.ID | None = strawberry.field(description="The task it is about, if any.")
+    ticket_id: strawberry.ID | None = strawberry.field(description="The ticket it is about, if any.")
+
+
+@strawberry.type
+class NotificationConnection(Connection[Notification]):
+    unread: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="The viewer's unread notifications, across all pages.")
+    async def unread_count(self) -> int:
+        return await self.unread()
+
+
+@strawberry.type
+class NotificationTypePreference:
+    type: NotificationType
+    in_app: bool
+    browser: bool
+    email: bool
+
+
+@strawberry.type
+class QuietHours:
+    start: str = strawberry.field(description="Local time HH:MM when quiet hours begin.")
+    end: str = strawberry.field(description="Local time HH:MM when quiet hours end.")
+    timezone: str = strawberry.field(description="IANA time zone, e.g. Europe/Berlin.")
+
+
+@strawberry.type(name="NotificationPreferences")
+class Preferences:
+    enabled: bool = strawberry.field(description="Master switch: off silences every channel.")
+    sound: bool
+
+    @strawberry.field
+    def types(self) -> list[NotificationTypePreference]:
+        row: PreferencesRow = self  # type: ignore[assignment]
+        result = []
+        for type in NotificationType:
+            on = preferences.channels_for(row, type)
+            result.append(
+                NotificationTypePreference(
+                    type=type,
+                    in_app=on[NotificationChannel.IN_APP],
+                    browser=on[NotificationChannel.BROWSER],
+                    email=on[NotificationChannel.EMAIL],
+                )
+            )
+        return result
+
+    @strawberry.field
+    def quiet_hours(self) -> QuietHours | None:
+        quiet = preferences.quiet_hours(self)  # type: ignore[arg-type]
+        return QuietHours(start=quiet.start, end=quiet.end, timezone=quiet.timezone) if quiet else None
+
+
+@strawberry.type
+class StatusCount:
+    status: TicketStatus
+    count: int
+
+
+@strawberry.type
+class PriorityCount:
+    priority: TicketPriority
+    count: int
+
+
+@strawberry.type(name="QueueMetrics")
+class QueueMetricsType:
+    queue_id: strawberry.ID
+    open: int
+    unassigned: int
+    oldest_open_age_seconds: int | None
+    avg_first_response_seconds: float | None = strawberry.field(
+        description="Mean time to first response of tickets first answered in the last 24 hours."
+    )
+    sla_breached: int
+    sla_at_risk: int = strawberry.field(
+        description="Open tickets within 30 minutes of a first-response or resolution target."
+    )
+    created_last_hour: int
+    resolved_last_hour: int
+    computed_at: dt.datetime
+    by_status_counts: strawberry.Private[dict[TicketStatus, int]]
+    by_priority_counts: strawberry.Private[dict[TicketPriority, int]]
+
+    @strawberry.field
+    def by_status(self) -> list[StatusCount]:
+        return [StatusCount(status=s, count=n) for s, n in self.by_status_counts.items()]
+
+    @strawberry.field
+    def by_priority(self) -> list[PriorityCount]:
+        return [PriorityCount(priority=p, count=n) for p, n in self.by_priority_counts.items()]
+
+
+def queue_metrics(metrics: Metrics) -> QueueMetricsType:
+    return QueueMetricsType(
+        queue_id=strawberry.ID(str(metrics.queue_id)),
+        open=metrics.open,
+        unassigned=metrics.unassigned,
+        oldest_open_age_seconds=metrics.oldest_open_age_seconds,
+        avg_first_response_seconds=metrics.avg_first_response_seconds,
+        sla_breached=metrics.sla_breached,
+        sla_at_risk=metrics.sla_at_risk,
+        created_last_hour=metrics.created_last_hour,
+        resolved_last_hour=metrics.resolved_last_hour,
+        computed_at=metrics.computed_at,
+        by_status_counts=metrics.by_status,
+        by_priority_counts=metrics.by_priority,
+    )

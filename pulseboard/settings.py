@@ -1,0 +1,144 @@
+"""The one settings object. Environment variables (PULSEBOARD_*) are read here and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("pulseboard")
+
+DEV_SECRET_FILE = Path(".pulseboard-secret")
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development", "test", "please-change"}
+MIN_SECRET_LENGTH = 32
+
+
+class SettingsError(ValueError):
+    """Settings that the service refuses to start with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    database_url: str = "sqlite://./pulseboard.db"
+    broadcast_url: str = "memory://"
+    jwt_secret: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    allowed_origins: tuple[str, ...] = ()
+    metrics_interval_seconds: float = 30.0
+    max_query_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 2000
+    page_size_default: int = 20
+    page_size_max: int = 100
+    introspection: bool = True
+    log_level: str = "INFO"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    def check(self) -> Settings:
+        """Refuse settings that cannot work; return self so it chains."""
+        if self.env not in ("development", "production"):
+            raise SettingsError(f"PULSEBOARD_ENV must be development or production, not {self.env!r}")
+        if self.production and (
+            self.jwt_secret.lower() in PLACEHOLDER_SECRETS or len(self.jwt_secret) < MIN_SECRET_LENGTH
+        ):
+            raise SettingsError(
+                f"PULSEBOARD_JWT_SECRET must be set to a random value of at least {MIN_SECRET_LENGTH}"
+                " characters in production"
+            )
+        if self.workers < 1:
+            raise SettingsError("PULSEBOARD_WORKERS must be at least 1")
+        if self.workers > 1 and self.database_url.startswith("sqlite"):
+            raise SettingsError(
+                "--workers > 1 needs a server database: SQLite cannot be shared by several"
+                " processes (set PULSEBOARD_DATABASE_URL=postgres://...)"
+            )
+        if self.workers > 1 and self.broadcast_url.startswith("memory"):
+            raise SettingsError(
+                "--workers > 1 needs a shared broadcast backend: memory:// reaches one process"
+                " only (set PULSEBOARD_BROADCAST_URL=redis://...)"
+            )
+        return self
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _dev_secret(path: Path) -> str:
+    """A development secret kept in a local file so tokens survive restarts."""
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(48)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    logger.warning("PULSEBOARD_JWT_SECRET not set: generated a development secret in %s", path)
+    return secret
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read PULSEBOARD_* variables into Settings (development secret generated if missing)."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str, default: str) -> str:
+        return env.get(f"PULSEBOARD_{name}", default)
+
+    defaults = Settings()
+    mode = get("ENV", defaults.env)
+    secret = get("JWT_SECRET", "")
+    if not secret and mode == "development":
+        secret = _dev_secret(DEV_SECRET_FILE)
+    origins = tuple(o.strip() for o in get("ALLOWED_ORIGINS", "").split(",") if o.strip())
+    settings = Settings(
+        env=mode,
+        database_url=get("DATABASE_URL", defaults.database_url),
+        broadcast_url=get("BROADCAST_URL", defaults.broadcast_url),
+        jwt_secret=secret,
+        host=get("HOST", defaults.host),
+        port=int(get("PORT", str(defaults.port))),
+        workers=int(get("WORKERS", str(defaults.workers))),
+        allowed_origins=origins,
+        metrics_interval_seconds=float(
+            get("METRICS_INTERVAL_SECONDS", str(defaults.metrics_interval_seconds))
+        ),
+        max_query_depth=int(get("MAX_QUERY_DEPTH", str(defaults.max_query_depth))),
+        max_aliases=int(get("MAX_ALIASES", str(defaults.max_aliases))),
+        max_tokens=int(get("MAX_TOKENS", str(defaults.max_tokens))),
+        introspection=_bool(get("INTROSPECTION", "true" if mode == "development" else "false")),
+        log_level=get("LOG_LEVEL", defaults.log_level),
+    )
+    return settings.check()
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    """Tortoise configuration for our one app, with its shipped migrations."""
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            "models": {
+                "models": ["pulseboard.models"],
+                "default_connection": "default",
+                "migrations": "pulseboard.models.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def __getattr__(name: str) -> Any:
+    # `tortoise -c pulseboard.settings.TORTOISE_ORM makemigrations` reads this; computed lazily so
+    # importing the module has no side effects.
+    if name == "TORTOISE_ORM":
+        database_url = os.environ.get("PULSEBOARD_DATABASE_URL", Settings.database_url)
+        return tortoise_config(database_url)
+    raise AttributeError(name)

@@ -1,0 +1,1 @@
+"""The real-time side: topic names, event encoding, the per-worker hub, subscription streams."""
