@@ -1,0 +1,87 @@
+"""The command line as an operator runs it: real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+
+from pulseboard.schema import schema
+
+
+def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PULSEBOARD_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pulseboard", *args],
+        cwd=cwd,
+        env={**environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_token_mints_a_verifiable_dev_token(tmp_path: Path) -> None:
+    secret = "s" * 40
+    result = run(
+        "token", "--email", "kim@example.test", "--role", "AGENT", cwd=tmp_path, PULSEBOARD_JWT_SECRET=secret
+    )
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"])
+    assert (claims["sub"], claims["email"], claims["role"]) == (
+        "kim@example.test",
+        "kim@example.test",
+        "AGENT",
+    )
+
+
+def test_development_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
+    first = run("token", "--email", "a@example.test", cwd=tmp_path)
+    second = run("token", "--email", "a@example.test", cwd=tmp_path)
+    secret = (tmp_path / ".pulseboard-secret").read_text().strip()
+    assert len(secret) >= 32
+    for result in (first, second):
+        jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"])
+    assert "generated a development secret" in first.stderr
+    assert "generated" not in second.stderr
+
+
+def test_export_schema_prints_the_sdl(tmp_path: Path) -> None:
+    result = run("export-schema", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout == schema.as_str() + "\n"
+
+
+def test_serve_refuses_several_workers_on_sqlite_or_memory(tmp_path: Path) -> None:
+    result = run("serve", "--workers", "2", cwd=tmp_path, PULSEBOARD_JWT_SECRET="s" * 40)
+    assert result.returncode != 0
+    assert "needs a server database" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = run(
+        "serve",
+        "--workers",
+        "2",
+        cwd=tmp_path,
+        PULSEBOARD_JWT_SECRET="s" * 40,
+        PULSEBOARD_DATABASE_URL="postgres://x@127.0.0.1/none",
+    )
+    assert result.returncode != 0
+    assert "needs a shared broadcast backend" in result.stderr
+
+
+def test_production_refuses_a_placeholder_secret(tmp_path: Path) -> None:
+    result = run("migrate", cwd=tmp_path, PULSEBOARD_ENV="production", PULSEBOARD_JWT_SECRET="changeme")
+    assert result.returncode != 0
+    assert "PULSEBOARD_JWT_SECRET" in result.stderr
+
+
+def test_migrate_and_seed_once(tmp_path: Path) -> None:
+    env = {"PULSEBOARD_JWT_SECRET": "s" * 40, "PULSEBOARD_DATABASE_URL": f"sqlite://{tmp_path}/cli.db"}
+    assert run("migrate", cwd=tmp_path, **env).returncode == 0
+    first = run("seed", cwd=tmp_path, **env)
+    second = run("seed", cwd=tmp_path, **env)
+    assert first.stdout.strip() == "seeded demo data", first.stderr
+    assert second.stdout.strip() == "demo data exists already", second.stderr
