@@ -27,6 +27,7 @@ def _serve(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level.lower(),
+        ws_per_message_deflate=settings.ws_per_message_deflate,
     )
 
 

@@ -1,17 +1,23 @@
-"""The Starlette application: GraphQL over HTTP, with migrations and Tortoise in the lifespan."""
+"""The Starlette application: GraphQL over HTTP and graphql-transport-ws, with migrations,
+Tortoise and the real-time hub in the lifespan."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from broadcaster import Broadcast
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
 from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.migrations.api import migrate
@@ -21,13 +27,24 @@ from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.users import upsert_from_claims
 from pulseboard.schema import build_schema
 from pulseboard.settings import Settings, from_env, tortoise_config
+from pulseboard.subscriptions import hub
+from pulseboard.subscriptions.protocol import ProtocolHandler
 
 logger = logging.getLogger("pulseboard")
 
 
 class GraphQLApp(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = ProtocolHandler
+
     def __init__(self, settings: Settings) -> None:
-        super().__init__(build_schema(settings), graphql_ide="graphiql" if not settings.production else None)
+        super().__init__(
+            build_schema(settings),
+            graphql_ide=None if settings.production else "graphiql",
+            subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+            connection_init_wait_timeout=dt.timedelta(seconds=settings.connection_init_timeout_seconds),
+            max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+            allowed_origins=settings.allowed_origins,
+        )
         self.settings = settings
 
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
@@ -36,6 +53,20 @@ class GraphQLApp(GraphQL[Context, None]):
         return Context(
             settings=self.settings, viewer=viewer, auth_error=error, request=request, response=response
         )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType:  # type: ignore[override]
+        """Authenticates a socket from connection_init's `authorization`; a bad one closes 4403."""
+        header = (context.connection_params or {}).get("authorization")
+        if header is None:
+            return UNSET  # anonymous, or authenticated by the handshake's Authorization header
+        if not isinstance(header, str):
+            raise ConnectionRejectionError({"message": "authorization must be a string"})
+        claims, error = claims_from_header(self.settings.jwt_secret, header)
+        if error is not None or claims is None:
+            raise ConnectionRejectionError({"message": error.message if error else "Invalid token."})
+        context.viewer = await upsert_from_claims(claims)
+        context.auth_error = None
+        return UNSET
 
 
 async def apply_migrations(settings: Settings) -> None:
@@ -56,11 +87,25 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await apply_migrations(settings)
-        async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
-            yield
+        async with (
+            RegisterTortoise(app, config=tortoise_config(settings.database_url)),
+            Broadcast(settings.broadcast_url) as broadcast,
+        ):
+            live = hub.Hub(broadcast, metrics_interval=settings.metrics_interval_seconds)
+            app.state.hub = live
+            hub.install(live)
+            try:
+                yield
+            finally:
+                hub.install(None)
+                await live.close()
 
     return Starlette(
-        routes=[Route("/graphql", graphql, methods=["GET", "POST"]), Route("/healthz", healthz)],
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+        ],
         lifespan=lifespan,
     )
 

@@ -32,6 +32,9 @@ class Settings:
     workers: int = 1
     allowed_origins: tuple[str, ...] = ()
     metrics_interval_seconds: float = 30.0
+    connection_init_timeout_seconds: float = 10.0
+    max_subscriptions_per_connection: int = 100
+    ws_per_message_deflate: bool = False
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 2000
@@ -110,6 +113,13 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_interval_seconds=float(
             get("METRICS_INTERVAL_SECONDS", str(defaults.metrics_interval_seconds))
         ),
+        connection_init_timeout_seconds=float(
+            get("CONNECTION_INIT_TIMEOUT_SECONDS", str(defaults.connection_init_timeout_seconds))
+        ),
+        max_subscriptions_per_connection=int(
+            get("MAX_SUBSCRIPTIONS_PER_CONNECTION", str(defaults.max_subscriptions_per_connection))
+        ),
+        ws_per_message_deflate=_bool(get("WS_PER_MESSAGE_DEFLATE", "false")),
         max_query_depth=int(get("MAX_QUERY_DEPTH", str(defaults.max_query_depth))),
         max_aliases=int(get("MAX_ALIASES", str(defaults.max_aliases))),
         max_tokens=int(get("MAX_TOKENS", str(defaults.max_tokens))),

@@ -20,6 +20,8 @@ class Context:
     # The transport's own objects (Starlette request/response or websocket); opaque here.
     request: Any = None
     response: Any = None
+    # The connection_init payload of a WebSocket (Strawberry sets it).
+    connection_params: dict[str, Any] | None = None
 
     def require_viewer(self) -> User:
         if self.viewer is None:

@@ -7,14 +7,18 @@ import enum
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.fields import DatetimeField
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from pulseboard.models import Event
-from pulseboard.subscriptions import topics
+from pulseboard.subscriptions import hub, topics
+from pulseboard.subscriptions.encoding import from_row
+
+M = TypeVar("M", bound=Model)
 
 _NEXT_SEQ = (
     "INSERT INTO topic_counters (topic, seq) VALUES ({p}, 1) "
@@ -67,11 +71,14 @@ class Transaction:
 
 @asynccontextmanager
 async def transaction(actor_id: int | None) -> AsyncIterator[Transaction]:
-    """A database transaction whose emitted events are written inside it, just before commit."""
+    """A database transaction whose emitted events are written inside it, just before commit,
+    and published to subscribers after it commits (never for a rolled-back change)."""
     async with in_transaction() as conn:
         tx = Transaction(conn=conn, actor_id=actor_id)
         yield tx
         await tx._flush()
+    if tx.events and (live := hub.current()) is not None:
+        await live.publish([from_row(event) for event in tx.events])
 
 
 def _plain(value: Any) -> Any:
@@ -85,6 +92,21 @@ def _plain(value: Any) -> Any:
 def snapshot(obj: Model) -> dict[str, Any]:
     """The row as JSON-ready data (enums by name, datetimes ISO 8601), for event payloads."""
     return {name: _plain(getattr(obj, name)) for name in obj._meta.db_fields}
+
+
+def restore(model: type[M], data: dict[str, Any]) -> M:
+    """A detached model instance from a snapshot() (the object's state at an event)."""
+    fields_map = model._meta.fields_map
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        field = fields_map.get(name)
+        enum_type = getattr(field, "enum_type", None)
+        if value is not None and enum_type is not None:
+            value = enum_type[value]
+        elif isinstance(value, str) and isinstance(field, DatetimeField):
+            value = dt.datetime.fromisoformat(value)
+        values[name] = value
+    return model(**values)
 
 
 def change(field_name: str, before: Any, after: Any) -> dict[str, Any]:

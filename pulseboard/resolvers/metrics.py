@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -36,6 +37,11 @@ class QueueMetrics:
     created_last_hour: int
     resolved_last_hour: int
     computed_at: dt.datetime
+
+
+def same_figures(a: QueueMetrics, b: QueueMetrics) -> bool:
+    """Equal in every figure (the time they were computed aside)."""
+    return dataclasses.replace(a, computed_at=b.computed_at) == b
 
 
 async def queue_metrics(ctx: Context, queue_id: object) -> QueueMetrics:

@@ -12,7 +12,8 @@ from pulseboard.errors import bad_input
 from pulseboard.models import NotificationChannel, NotificationPreferences, NotificationType
 from pulseboard.resolvers.context import Context
 
-_CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_CLOCK = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+TIMEZONE_MAX = 64  # the column's width; every IANA name is far shorter
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,13 @@ def quiet_hours(prefs: NotificationPreferences) -> QuietHours | None:
 
 def _check_quiet_hours(value: QuietHours) -> None:
     for name in ("start", "end"):
-        if not _CLOCK.match(getattr(value, name)):
+        if not _CLOCK.fullmatch(getattr(value, name)):
             raise bad_input(f"quietHours.{name}", f"quietHours.{name} must be a time like 22:00.")
     try:
+        if len(value.timezone) > TIMEZONE_MAX:
+            raise ValueError(value.timezone)
         ZoneInfo(value.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory such as "America"
         raise bad_input("quietHours.timezone", f"Unknown time zone {value.timezone!r}.") from None
 
 

@@ -9,12 +9,12 @@ from typing import Any
 from tortoise import timezone
 from tortoise.expressions import F
 
-from pulseboard.errors import bad_input, conflict
+from pulseboard.errors import AppError, bad_input, conflict
 from pulseboard.models import NotificationType, Project, Task, TaskComment, TaskPriority, TaskStatus, User
 from pulseboard.resolvers import access, notifications
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.events import Transaction, change, snapshot, transaction
-from pulseboard.resolvers.pagination import Page, paginate
+from pulseboard.resolvers.pagination import Page, decode_cursor, encode_cursor, paginate
 from pulseboard.resolvers.validation import BODY_MAX, int_range, text
 from pulseboard.subscriptions import topics
 
@@ -48,7 +48,24 @@ async def tasks(
         query = query.filter(status=status)
     if assignee_id is not None:
         query = query.filter(assignee_id=access.parse_id("User", assignee_id))
+    if after is not None:
+        after = await _reanchored(project.id, after)
     return await paginate(query, order=BOARD_ORDER, first=first, after=after, settings=ctx.settings)
+
+
+async def _reanchored(project_id: int, after: str) -> str:
+    """The cursor keyed to where its task is now, if it is still in that column. Positions shift
+    when tasks above are deleted or moved, and as ids need not follow positions, the old key
+    could then skip a task."""
+    status, _, task_id = decode_cursor(after, len(BOARD_ORDER))
+    if status not in {s.value for s in TaskStatus}:
+        raise bad_input("after", "Invalid cursor.")
+    if not 0 < task_id < 2**31:
+        return after
+    current = await Task.get_or_none(id=task_id, project_id=project_id)
+    if current is None or int(current.status) != status:
+        return after
+    return encode_cursor([int(current.status), current.position, current.id])
 
 
 async def comments(ctx: Context, task: Task, *, first: int | None, after: str | None) -> Page[TaskComment]:
@@ -59,7 +76,10 @@ async def comments(ctx: Context, task: Task, *, first: int | None, after: str | 
 async def _check_assignee(project_id: int, assignee_id: object | None) -> int | None:
     if assignee_id is None:
         return None
-    user = await User.get_or_none(id=access.parse_id("User", assignee_id))
+    try:
+        user = await User.get_or_none(id=access.parse_id("User", assignee_id))
+    except AppError:  # a malformed id names no user, so no member either
+        user = None
     if user is None or not await access.is_project_member(user, project_id):
         raise bad_input("assigneeId", "The assignee must be a member of the project.")
     return user.id

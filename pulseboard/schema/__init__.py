@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
@@ -20,6 +22,7 @@ from strawberry.types import ExecutionResult
 from pulseboard.schema.errors import classify
 from pulseboard.schema.mutation import Mutation
 from pulseboard.schema.query import Query
+from pulseboard.schema.subscription import Subscription
 from pulseboard.settings import Settings
 
 
@@ -38,9 +41,31 @@ class Schema(strawberry.Schema):
             result.errors = [classify(e, mask=self.mask_errors) for e in result.errors]
         return result
 
+    async def stream(self, *args: Any, **kwargs: Any) -> Any:
+        # graphql-transport-ws runs every operation (queries too) through stream().
+        return self._classified(await super().stream(*args, **kwargs))
+
+    async def _classified(self, results: Any) -> AsyncIterator[Any]:
+        async with aclosing(results):
+            async for result in results:
+                if getattr(result, "errors", None):
+                    result.errors = [classify(e, mask=self.mask_errors) for e in result.errors]
+                yield result
+
     def process_errors(self, errors: Any, execution_context: Any = None) -> None:
         # classify() logs unexpected errors once; expected ones are not worth a log line.
         return None
+
+
+class ParserCache(strawberry.extensions.ParserCache):
+    """Strawberry's ParserCache raises syntax errors outside the operation's error handling; this
+    one leaves a document that fails to parse to Strawberry's own parse, which reports it."""
+
+    def on_parse(self) -> Iterator[None]:
+        with contextlib.suppress(GraphQLError):
+            context = self.execution_context
+            context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
+        yield
 
 
 def build_schema(settings: Settings) -> Schema:
@@ -53,7 +78,13 @@ def build_schema(settings: Settings) -> Schema:
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
-    return Schema(query=Query, mutation=Mutation, extensions=extensions, mask_errors=settings.production)
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        mask_errors=settings.production,
+    )
 
 
 # The exported SDL does not depend on settings; `export-schema` and codegen read this one.

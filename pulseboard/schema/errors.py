@@ -6,6 +6,7 @@ import logging
 import re
 
 from graphql import GraphQLError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from pulseboard.errors import AppError, ErrorCode
 
@@ -20,6 +21,9 @@ def classify(error: GraphQLError, *, mask: bool) -> GraphQLError:
     original = error.original_error
     if isinstance(original, AppError):
         error.extensions = original.extensions
+        return error
+    if isinstance(original, (CannotGetOperationTypeError, InvalidOperationTypeError)):
+        error.extensions = {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value}
         return error
     if match := _VARIABLE.match(error.message):
         error.extensions = {"code": ErrorCode.BAD_USER_INPUT.value, "field": match.group(1)}

@@ -1,0 +1,171 @@
+"""The Subscription root: resolvers/live authorizes once, then each event becomes a GraphQL object."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from enum import Enum
+from typing import TypeVar
+
+import strawberry
+
+from pulseboard.models import Notification as NotificationRow
+from pulseboard.models import Task as TaskRow
+from pulseboard.models import Ticket as TicketRow
+from pulseboard.resolvers import live
+from pulseboard.resolvers.events import restore
+from pulseboard.resolvers.loaders import Loaders
+from pulseboard.schema.types import Ctx, Notification, QueueMetricsType, Task, Ticket, User, queue_metrics
+from pulseboard.subscriptions.encoding import EventMessage, cursor
+
+T = TypeVar("T")
+
+
+@strawberry.enum
+class TaskEventType(Enum):
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    MOVED = "MOVED"
+    ASSIGNED = "ASSIGNED"
+    COMPLETED = "COMPLETED"
+    DELETED = "DELETED"
+    COMMENTED = "COMMENTED"
+
+
+@strawberry.enum
+class NotificationEventType(Enum):
+    CREATED = "CREATED"
+    READ = "READ"
+    DELETED = "DELETED"
+
+
+@strawberry.type
+class FieldChange:
+    field: str
+    from_: str | None = strawberry.field(name="from")
+    to: str | None
+
+
+async def _user(info: Ctx, user_id: int | None) -> User | None:
+    return None if user_id is None else await info.context.loaders.user.load(user_id)  # type: ignore[return-value]
+
+
+@strawberry.type
+class TaskEvent:
+    cursor: str = strawberry.field(description="Resume after this event with taskEvents(after:).")
+    type: TaskEventType
+    task: Task = strawberry.field(description="The task as it was right after this change.")
+    changes: list[FieldChange]
+    occurred_at: dt.datetime
+    actor_id: strawberry.Private[int | None]
+
+    @strawberry.field
+    async def actor(self, info: Ctx) -> User | None:
+        return await _user(info, self.actor_id)
+
+
+@strawberry.type
+class TicketAssignment:
+    cursor: str
+    ticket: Ticket = strawberry.field(description="The ticket as it was right after the assignment.")
+    occurred_at: dt.datetime
+    assignee_id: strawberry.Private[int]
+    previous_assignee_id: strawberry.Private[int | None]
+    actor_id: strawberry.Private[int | None]
+
+    @strawberry.field
+    async def assignee(self, info: Ctx) -> User:
+        return await _user(info, self.assignee_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    async def previous_assignee(self, info: Ctx) -> User | None:
+        return await _user(info, self.previous_assignee_id)
+
+    @strawberry.field
+    async def assigned_by(self, info: Ctx) -> User | None:
+        return await _user(info, self.actor_id)
+
+
+@strawberry.type
+class NotificationEvent:
+    cursor: str
+    type: NotificationEventType
+    notifications: list[Notification] = strawberry.field(
+        description="The notification created or deleted, or those marked read."
+    )
+    occurred_at: dt.datetime
+
+
+def _changes(message: EventMessage) -> list[FieldChange]:
+    return [FieldChange(field=c["field"], from_=c["from"], to=c["to"]) for c in message.payload["changes"]]
+
+
+def _task_event(message: EventMessage) -> TaskEvent:
+    return TaskEvent(
+        cursor=cursor(message.topic, message.seq),
+        type=TaskEventType(message.type),
+        task=restore(TaskRow, message.payload["task"]),  # type: ignore[arg-type]
+        changes=_changes(message),
+        occurred_at=message.created_at,
+        actor_id=message.actor_id,
+    )
+
+
+def _assignment(message: EventMessage) -> TicketAssignment:
+    return TicketAssignment(
+        cursor=cursor(message.topic, message.seq),
+        ticket=restore(TicketRow, message.payload["ticket"]),  # type: ignore[arg-type]
+        occurred_at=message.created_at,
+        assignee_id=message.payload["assigneeId"],
+        previous_assignee_id=message.payload["previousAssigneeId"],
+        actor_id=message.actor_id,
+    )
+
+
+def _notification_event(message: EventMessage) -> NotificationEvent:
+    rows = [restore(NotificationRow, n) for n in message.payload["notifications"]]
+    return NotificationEvent(
+        cursor=cursor(message.topic, message.seq),
+        type=NotificationEventType(message.type),
+        notifications=rows,  # type: ignore[arg-type]
+        occurred_at=message.created_at,
+    )
+
+
+async def _each(
+    info: Ctx, stream: AsyncIterator[EventMessage], build: Callable[[EventMessage], T]
+) -> AsyncIterator[T]:
+    async with aclosing(stream):  # type: ignore[type-var]
+        async for message in stream:
+            # One socket's context serves all its events: loaders must not serve stale rows.
+            info.context.loaders = Loaders()
+            yield build(message)
+
+
+# Each field authorizes when it is called and only then returns its stream, so a refusal is an
+# `error` message for the operation, not an event.
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Every change to the project's tasks; `after` resumes.")
+    async def task_events(
+        self, info: Ctx, project_id: strawberry.ID, after: str | None = None
+    ) -> AsyncIterator[TaskEvent]:
+        return _each(info, await live.task_events(info.context, project_id, after), _task_event)
+
+    @strawberry.subscription(description="Tickets assigned to the user (yourself, or anyone for admins).")
+    async def ticket_assigned(
+        self, info: Ctx, user_id: strawberry.ID, after: str | None = None
+    ) -> AsyncIterator[TicketAssignment]:
+        return _each(info, await live.ticket_assignments(info.context, user_id, after), _assignment)
+
+    @strawberry.subscription(description="The viewer's notifications created, read and deleted.")
+    async def notifications(self, info: Ctx, after: str | None = None) -> AsyncIterator[NotificationEvent]:
+        return _each(info, await live.notification_events(info.context, after), _notification_event)
+
+    @strawberry.subscription(
+        description="The queue's figures now, then after ticket changes (coalesced) and periodically."
+    )
+    async def queue_metrics(self, info: Ctx, queue_id: strawberry.ID) -> AsyncIterator[QueueMetricsType]:
+        figures = await live.queue_metrics(info.context, queue_id)
+        return (queue_metrics(snapshot) async for snapshot in figures)

@@ -1,0 +1,137 @@
+"""The per-worker hub: one broadcaster subscription per topic with local listeners, each message
+decoded once and handed to every local listener through a bounded queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from broadcaster import Broadcast
+
+from pulseboard.subscriptions.encoding import EventMessage, decode, encode
+from pulseboard.subscriptions.metrics import MetricsEngine
+
+logger = logging.getLogger("pulseboard.hub")
+
+QUEUE_SIZE = 1000
+
+
+class Listener:
+    """A local subscriber's bounded inbox. When it overflows it is emptied and flagged: the
+    stream then catches up from the event log instead of holding an unbounded backlog."""
+
+    def __init__(self, size: int) -> None:
+        self._queue: asyncio.Queue[EventMessage | None] = asyncio.Queue(maxsize=size)
+
+    def offer(self, message: EventMessage) -> None:
+        try:
+            self._queue.put_nowait(message)
+        except asyncio.QueueFull:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(None)
+
+    async def get(self) -> EventMessage | None:
+        """The next message, or None when messages were dropped (read them from the log)."""
+        return await self._queue.get()
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+
+@dataclass
+class _Topic:
+    listeners: set[Listener] = field(default_factory=set)
+    task: asyncio.Task[None] | None = None
+
+
+class Hub:
+    def __init__(
+        self, broadcast: Broadcast, *, metrics_interval: float, queue_size: int = QUEUE_SIZE
+    ) -> None:
+        self.broadcast = broadcast
+        self.queue_size = queue_size
+        self.metrics = MetricsEngine(self, interval=metrics_interval)
+        self._topics: dict[str, _Topic] = {}
+        # Subscribing and unsubscribing are serialised: broadcaster races on concurrent first
+        # subscribers of a channel (STACK-NOTES).
+        self._lock = asyncio.Lock()
+
+    @property
+    def topics(self) -> dict[str, int]:
+        """Topics with local listeners, and how many each has."""
+        return {name: len(t.listeners) for name, t in self._topics.items()}
+
+    async def publish(self, messages: Sequence[EventMessage]) -> None:
+        """Sends committed events to every worker. A failure is logged, never raised: the change
+        is committed and the event log still has it."""
+        for message in messages:
+            try:
+                await self.broadcast.publish(message.topic, encode(message))
+            except Exception:
+                logger.exception("publish to %s failed (seq %s)", message.topic, message.seq)
+
+    @asynccontextmanager
+    async def listen(self, topic: str) -> AsyncIterator[Listener]:
+        """A listener on `topic` for the duration of the block; live once the block is entered."""
+        listener = Listener(self.queue_size)
+        async with self._lock:
+            entry = self._topics.get(topic)
+            if entry is None:
+                entry = self._topics[topic] = _Topic()
+                ready = asyncio.Event()
+                entry.task = asyncio.create_task(self._relay(topic, entry, ready))
+                await ready.wait()
+            entry.listeners.add(listener)
+        try:
+            yield listener
+        finally:
+            async with self._lock:
+                entry.listeners.discard(listener)
+                if not entry.listeners and self._topics.get(topic) is entry:
+                    del self._topics[topic]
+                    if entry.task is not None:
+                        entry.task.cancel()
+                        await asyncio.gather(entry.task, return_exceptions=True)
+
+    async def _relay(self, topic: str, entry: _Topic, ready: asyncio.Event) -> None:
+        try:
+            async with self.broadcast.subscribe(topic) as subscriber:
+                ready.set()
+                async for event in subscriber:  # type: ignore[union-attr]
+                    if event is None:
+                        break
+                    try:
+                        message = decode(event.message)
+                    except ValueError:
+                        logger.warning("dropped a malformed message on %s", topic)
+                        continue
+                    for listener in list(entry.listeners):
+                        listener.offer(message)
+        finally:
+            ready.set()
+
+    async def close(self) -> None:
+        await self.metrics.close()
+        async with self._lock:
+            tasks = [t.task for t in self._topics.values() if t.task is not None]
+            self._topics.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+_current: Hub | None = None
+
+
+def install(hub: Hub | None) -> None:
+    """Makes `hub` this process's hub (the app's lifespan does this; one hub per worker)."""
+    global _current
+    _current = hub
+
+
+def current() -> Hub | None:
+    return _current
