@@ -21,6 +21,7 @@ import pytest
 from pulseboard.app import apply_migrations, create_app
 from pulseboard.settings import Settings
 from tests.helpers import Api
+from tests.live import LiveServer, serve
 
 BASE_DATABASE_URL = os.environ.get("PULSEBOARD_TEST_DATABASE_URL", "")
 BROADCAST_URL = os.environ.get("PULSEBOARD_TEST_BROADCAST_URL", "memory://")
@@ -82,3 +83,10 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield Api(http, settings)
+
+
+@pytest.fixture
+async def live(settings: Settings) -> AsyncIterator[LiveServer]:
+    """The app served by uvicorn on a real loopback socket, in this process."""
+    async with serve(settings) as server:
+        yield server

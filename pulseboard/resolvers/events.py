@@ -30,7 +30,9 @@ async def next_seq(conn: BaseDBAsyncClient, topic: str) -> int:
     """The topic's next seq. The counter row stays locked until commit, so a topic's seqs are
     gap-free and in commit order."""
     placeholder = "$1" if conn.capabilities.dialect == "postgres" else "?"
-    _, rows = await conn.execute_query(_NEXT_SEQ.format(p=placeholder), [topic])
+    # execute_query_dict, not execute_query: Tortoise's asyncpg client drops the rows of any
+    # statement that starts with INSERT, RETURNING included.
+    rows = await conn.execute_query_dict(_NEXT_SEQ.format(p=placeholder), [topic])
     return int(rows[0]["seq"])
 
 

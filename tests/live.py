@@ -1,0 +1,187 @@
+"""Real servers for real-socket tests: uvicorn in this process (so a test can inspect the hub),
+or as separate worker processes; and a small graphql-transport-ws client."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from pulseboard.app import create_app
+from pulseboard.auth import mint_token
+from pulseboard.models import Role
+from pulseboard.settings import Settings
+from pulseboard.subscriptions.hub import Hub
+
+PROTOCOL = "graphql-transport-ws"
+TIMEOUT = 10.0
+
+
+@dataclass
+class LiveServer:
+    url: str
+    settings: Settings
+    app: Starlette | None = None
+
+    def token(self, email: str, role: Role = Role.MEMBER) -> str:
+        return mint_token(
+            self.settings.jwt_secret,
+            sub=email,
+            email=email,
+            name=email.split("@")[0],
+            role=role,
+            ttl=dt.timedelta(hours=1),
+        )
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/graphql"
+
+    @property
+    def hub(self) -> Hub:
+        assert self.app is not None, "only an in-process server has a hub to inspect"
+        return self.app.state.hub  # type: ignore[no-any-return]
+
+    async def gql(self, token: str | None, query: str, **variables: Any) -> dict[str, Any]:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+            response = await http.post(
+                self.url + "/graphql", json={"query": query, "variables": variables}, headers=headers
+            )
+        body = response.json()
+        assert not body.get("errors"), body["errors"]
+        return body["data"]  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[LiveServer]:
+    """uvicorn serving the app on a free loopback port inside this event loop."""
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", ws_per_message_deflate=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", settings, app)
+    finally:
+        server.should_exit = True
+        await task
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def worker_process(settings: Settings, port: int | None = None) -> Iterator[LiveServer]:
+    """`python -m pulseboard serve` in its own process, as production runs it."""
+    port = port or free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULSEBOARD_")}
+    env.update(
+        PULSEBOARD_DATABASE_URL=settings.database_url,
+        PULSEBOARD_BROADCAST_URL=settings.broadcast_url,
+        PULSEBOARD_JWT_SECRET=settings.jwt_secret,
+        PULSEBOARD_LOG_LEVEL="WARNING",
+        PULSEBOARD_METRICS_INTERVAL_SECONDS=str(settings.metrics_interval_seconds),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pulseboard", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"worker did not start: {process.stderr.read().decode() if process.stderr else ''}"
+                )
+            time.sleep(0.1)
+        yield LiveServer(url, settings)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class WS:
+    """A graphql-transport-ws client that asserts the protocol as it goes."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+
+    async def send(self, message: Any) -> None:
+        await self.conn.send(message if isinstance(message, (str, bytes)) else json.dumps(message))
+
+    async def receive(self, within: float = TIMEOUT) -> dict[str, Any]:
+        return json.loads(await asyncio.wait_for(self.conn.recv(), within))  # type: ignore[no-any-return]
+
+    async def init(self, token: str | None = None) -> None:
+        payload = {"authorization": f"Bearer {token}"} if token else {}
+        await self.send({"type": "connection_init", "payload": payload})
+        assert await self.receive() == {"type": "connection_ack"}
+
+    async def subscribe(self, id: str, query: str, **variables: Any) -> None:
+        await self.send({"id": id, "type": "subscribe", "payload": {"query": query, "variables": variables}})
+
+    async def next(self, id: str, within: float = TIMEOUT) -> dict[str, Any]:
+        """The data of the next `next` message, which must be for `id`."""
+        message = await self.receive(within)
+        assert message.get("id") == id and message["type"] == "next", message
+        assert "errors" not in message["payload"], message
+        return message["payload"]["data"]  # type: ignore[no-any-return]
+
+    async def complete(self, id: str) -> None:
+        await self.send({"id": id, "type": "complete"})
+
+    async def closed(self, within: float = TIMEOUT) -> tuple[int | None, str]:
+        """Waits for the server to close the socket; its close code and reason."""
+        try:
+            while True:
+                await asyncio.wait_for(self.conn.recv(), within)
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None, "closed without a close frame"
+            return closed.rcvd.code, closed.rcvd.reason
+
+
+@asynccontextmanager
+async def ws(server: LiveServer, token: str | None = None, **options: Any) -> AsyncIterator[WS]:
+    """A socket speaking graphql-transport-ws; initialised (and acknowledged) when a token is given."""
+    async with connect(server.ws_url, subprotocols=[PROTOCOL], open_timeout=TIMEOUT, **options) as conn:  # type: ignore[list-item]
+        client = WS(conn)
+        if token is not None:
+            await client.init(token)
+        yield client
