@@ -8,7 +8,7 @@ from typing import TypeVar
 from strawberry.dataloader import DataLoader
 from tortoise.models import Model
 
-from pulseboard.models import Project, Queue, Team, User
+from pulseboard.models import Project, ProjectMember, Queue, Team, User
 
 M = TypeVar("M", bound=Model)
 
@@ -21,6 +21,15 @@ def _by_id(model: type[M]) -> DataLoader[int, M | None]:
     return DataLoader(load_fn=load)
 
 
+async def _project_members(project_ids: Sequence[int]) -> list[list[User]]:
+    members: dict[int, list[User]] = {pid: [] for pid in project_ids}
+    rows = await ProjectMember.filter(project_id__in=list(project_ids)).order_by("user_id")
+    users = {u.id: u for u in await User.filter(id__in={r.user_id for r in rows})}
+    for row in rows:
+        members[row.project_id].append(users[row.user_id])
+    return [members[pid] for pid in project_ids]
+
+
 class Loaders:
     """Created per request (and per subscription event later) so nothing goes stale."""
 
@@ -29,3 +38,4 @@ class Loaders:
         self.project = _by_id(Project)
         self.queue = _by_id(Queue)
         self.team = _by_id(Team)
+        self.project_members: DataLoader[int, list[User]] = DataLoader(load_fn=_project_members)

@@ -6,13 +6,15 @@ from collections.abc import Iterable, Sequence
 
 from tortoise import timezone
 
-from pulseboard.errors import not_found
+from pulseboard.errors import bad_input, not_found
 from pulseboard.models import Notification, NotificationChannel, NotificationPreferences, NotificationType
 from pulseboard.resolvers.access import parse_id
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.events import Transaction, snapshot, transaction
 from pulseboard.resolvers.pagination import Page, paginate
 from pulseboard.subscriptions import topics
+
+MARK_MAX = 100  # ids per markNotificationsRead; markAllNotificationsRead covers the rest
 
 
 def wants(
@@ -52,7 +54,7 @@ async def notify(
             ticket_id=ticket_id,
             using_db=tx.conn,
         )
-        tx.emit(topics.user_notifications(user_id), "CREATED", {"notification": snapshot(notification)})
+        tx.emit(topics.user_notifications(user_id), "CREATED", {"notifications": [snapshot(notification)]})
         created.append(notification)
     return created
 
@@ -75,6 +77,8 @@ async def unread_count(ctx: Context) -> int:
 async def mark_read(ctx: Context, *, ids: Sequence[object]) -> list[Notification]:
     """Marks the viewer's notifications read; any id that is not theirs is NOT_FOUND (all or none)."""
     viewer = ctx.require_viewer()
+    if len(ids) > MARK_MAX:
+        raise bad_input("ids", f"At most {MARK_MAX} notifications at once.")
     wanted = [parse_id("Notification", i) for i in ids]
     async with transaction(viewer.id) as tx:
         rows = {
@@ -118,5 +122,5 @@ async def delete_notification(ctx: Context, *, notification_id: object) -> Notif
         if notification is None:
             raise not_found("Notification", notification_id)
         await notification.delete(using_db=tx.conn)
-        tx.emit(topics.user_notifications(viewer.id), "DELETED", {"notification": snapshot(notification)})
+        tx.emit(topics.user_notifications(viewer.id), "DELETED", {"notifications": [snapshot(notification)]})
     return notification

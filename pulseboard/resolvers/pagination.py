@@ -17,6 +17,8 @@ from pulseboard.errors import bad_input
 from pulseboard.settings import Settings
 
 M = TypeVar("M", bound=Model)
+# Every sort key is a 32-bit integer column; anything outside cannot be a position of ours.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass
@@ -36,12 +38,16 @@ def encode_cursor(key: Sequence[int]) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
 
 
+def _in_range(value: object) -> bool:
+    return type(value) is int and INT_MIN <= value <= INT_MAX
+
+
 def decode_cursor(cursor: str, arity: int) -> list[int]:
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, binascii.Error, UnicodeError):
         raise bad_input("after", "Invalid cursor.") from None
-    if not isinstance(key, list) or len(key) != arity or not all(type(v) is int for v in key):
+    if not isinstance(key, list) or len(key) != arity or not all(_in_range(v) for v in key):
         raise bad_input("after", "Invalid cursor.")
     return key
 
@@ -79,7 +85,8 @@ async def paginate(
     rows_query = query
     if after is not None:
         rows_query = rows_query.filter(_after(order, decode_cursor(after, len(order))))
-    rows = await rows_query.order_by(*order).limit(limit + 1) if limit else []
+    # One row more than asked tells whether another page follows (also for first: 0).
+    rows = await rows_query.order_by(*order).limit(limit + 1)
     items = list(rows[:limit])
     return Page(
         items=items,

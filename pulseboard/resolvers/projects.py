@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tortoise.transactions import in_transaction
+
 from pulseboard.models import Project, ProjectMember, User
 from pulseboard.resolvers import access
 from pulseboard.resolvers.context import Context
@@ -20,16 +22,17 @@ async def projects(ctx: Context, *, first: int | None, after: str | None) -> Pag
     return await paginate(query, order=["id"], first=first, after=after, settings=ctx.settings)
 
 
-async def members(project: Project) -> list[User]:
-    return await User.filter(project_memberships__project_id=project.id).order_by("id")
+async def members(ctx: Context, project: Project) -> list[User]:
+    return await ctx.loaders.project_members.load(project.id)
 
 
 async def create_project(ctx: Context, *, name: str, description: str | None) -> Project:
     viewer = ctx.require_viewer()
     name = text("name", name)
     description = text("description", description or "", max_length=BODY_MAX, required=False)
-    project = await Project.create(name=name, description=description, created_by_id=viewer.id)
-    await ProjectMember.create(project_id=project.id, user_id=viewer.id)
+    async with in_transaction():
+        project = await Project.create(name=name, description=description, created_by_id=viewer.id)
+        await ProjectMember.create(project_id=project.id, user_id=viewer.id)
     return project
 
 

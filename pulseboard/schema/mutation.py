@@ -198,7 +198,7 @@ class Mutation:
             info.context, values=values, types=types
         )
 
-    @strawberry.mutation(description="Marks the viewer's notifications read (all or none).")
+    @strawberry.mutation(description="Marks the viewer's notifications read (all or none; at most 100).")
     async def mark_notifications_read(self, info: Ctx, ids: list[strawberry.ID]) -> list[Notification]:
         return await notifications.mark_read(info.context, ids=ids)  # type: ignore[return-value]
 

@@ -108,8 +108,8 @@ class Project:
         return await _user(info, self.created_by_id)  # type: ignore[return-value]
 
     @strawberry.field
-    async def members(self) -> list[User]:
-        return await projects.members(self)  # type: ignore[arg-type,return-value]
+    async def members(self, info: Ctx) -> list[User]:
+        return await projects.members(info.context, self)  # type: ignore[arg-type,return-value]
 
 
 @strawberry.type(name="Task")

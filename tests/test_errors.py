@@ -1,0 +1,254 @@
+"""Every error leaves with a code clients can rely on; unexpected ones are masked in production;
+settings the service cannot work with are refused at start."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pulseboard.app import create_app
+from pulseboard.resolvers import projects
+from pulseboard.settings import Settings, SettingsError, from_env
+from tests.helpers import Api, code
+
+GOOD_SECRET = "s" * 48
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Api]:
+    """The app built with `settings`, lifespan and all, behind an HTTP client."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield Api(http, settings)
+
+
+async def still_answers(api: Api) -> None:
+    member = await api.person()
+    assert (await api.ok(member, "{ viewer { id } }"))["viewer"]["id"] == member.id
+
+
+# --- GraphQL errors ---------------------------------------------------------------------------
+
+
+async def test_syntax_error(api: Api) -> None:
+    member = await api.person()
+    error = await api.error(member, "{ viewer { id ")
+    assert code(error) == "GRAPHQL_PARSE_FAILED"
+    assert error["message"].startswith("Syntax Error")
+
+
+async def test_unknown_field(api: Api) -> None:
+    member = await api.person()
+    error = await api.error(member, "{ viewer { shoeSize } }")
+    assert code(error) == "GRAPHQL_VALIDATION_FAILED"
+    assert "shoeSize" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "field"),
+    [
+        ("query($howMany: Int) { projects(first: $howMany) { totalCount } }", {"howMany": "ten"}, "howMany"),
+        (
+            "query($p: ID!, $column: TaskStatus) { tasks(projectId: $p, status: $column) { totalCount } }",
+            {"p": "1", "column": "WONT_DO"},
+            "column",
+        ),
+        ("query($id: ID!) { task(id: $id) { id } }", {}, "id"),
+    ],
+    ids=["wrong-type", "unknown-enum", "missing"],
+)
+async def test_bad_variable_names_the_variable(api: Api, query: str, variables: dict, field: str) -> None:
+    member = await api.person()
+    error = await api.error(member, query, **variables)
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": field}
+
+
+@pytest.mark.parametrize("task_id", ["424242", "not-a-number", "-1", "99999999999"])
+async def test_unknown_id_is_not_found(api: Api, task_id: str) -> None:
+    member = await api.person()
+    error = await api.error(member, "query($id: ID!) { task(id: $id) { id } }", id=task_id)
+    assert code(error) == "NOT_FOUND"
+    assert error["message"] == f"Task {task_id} not found."
+
+
+@pytest.mark.parametrize(
+    ("limit", "query", "expected_code", "words"),
+    [
+        (
+            {"max_query_depth": 3},
+            "{ projects { edges { node { members { id } } } } }",
+            "GRAPHQL_VALIDATION_FAILED",
+            "depth",
+        ),
+        (
+            {"max_aliases": 2},
+            "{ a: viewer { id } b: viewer { id } c: viewer { id } }",
+            "GRAPHQL_VALIDATION_FAILED",
+            "aliases",
+        ),
+        (
+            {"max_tokens": 20},
+            "{ viewer { " + "id name email role " * 5 + "} }",
+            "GRAPHQL_PARSE_FAILED",
+            "tokens",
+        ),
+    ],
+    ids=["depth", "aliases", "tokens"],
+)
+async def test_query_over_a_limit_is_refused(
+    settings: Settings, limit: dict, query: str, expected_code: str, words: str
+) -> None:
+    async with serving(dataclasses.replace(settings, **limit)) as api:
+        member = await api.person()
+        error = await api.error(member, query)
+        assert code(error) == expected_code
+        assert words in error["message"]
+        assert (await api.post(member, query))["data"] is None  # refused every time, not just once
+        await still_answers(api)
+
+
+# --- unexpected exceptions --------------------------------------------------------------------
+
+
+@pytest.fixture
+def broken_projects(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(projects, "projects", explode)
+
+
+@pytest.mark.usefixtures("broken_projects")
+@pytest.mark.parametrize("env", ["production", "development"])
+async def test_unexpected_error_is_masked_in_production(settings: Settings, env: str) -> None:
+    async with serving(dataclasses.replace(settings, env=env, jwt_secret=GOOD_SECRET)) as api:
+        member = await api.person()
+        response = await api.http.post(
+            "/graphql",
+            json={"query": "{ projects { totalCount } }"},
+            headers={"authorization": f"Bearer {member.token}"},
+        )
+        assert response.status_code == 200
+        error = response.json()["errors"][0]
+        assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
+        assert error["path"] == ["projects"]
+        if env == "production":
+            assert error["message"] == "Internal server error."
+            for leak in ("secret detail", "RuntimeError", "Traceback", "explode"):
+                assert leak not in response.text
+        else:
+            assert error["message"] == "secret detail"
+        # Expected errors keep their message and code, and the server keeps answering.
+        not_found = await api.error(member, '{ task(id: "7") { id } }')
+        assert (not_found["message"], code(not_found)) == ("Task 7 not found.", "NOT_FOUND")
+        await still_answers(api)
+
+
+# --- malformed HTTP requests ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"{not json", "application/json"),
+        (b'{"variables": {}}', "application/json"),  # no query
+        (b'{"query": null}', "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b"{ viewer { id } }", "text/plain"),
+    ],
+    ids=["bad-json", "no-query", "null-query", "batch", "text-plain"],
+)
+async def test_malformed_http_request_is_a_client_error(api: Api, content: bytes, content_type: str) -> None:
+    member = await api.person()
+    response = await api.http.post(
+        "/graphql",
+        content=content,
+        headers={"content-type": content_type, "authorization": f"Bearer {member.token}"},
+    )
+    assert 400 <= response.status_code < 500, response.text
+    await still_answers(api)
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"env": "production", "jwt_secret": ""}, "PULSEBOARD_JWT_SECRET"),
+        ({"env": "production", "jwt_secret": "changeme"}, "PULSEBOARD_JWT_SECRET"),
+        ({"env": "production", "jwt_secret": "SECRET"}, "PULSEBOARD_JWT_SECRET"),
+        ({"env": "production", "jwt_secret": "x" * 31}, "PULSEBOARD_JWT_SECRET"),
+        ({"env": "staging"}, "PULSEBOARD_ENV"),
+        ({"workers": 0}, "PULSEBOARD_WORKERS"),
+        ({"workers": 2, "database_url": "sqlite://./db.sqlite"}, "SQLite"),
+        ({"workers": 2, "broadcast_url": "memory://"}, "broadcast"),
+    ],
+    ids=["no-secret", "placeholder", "placeholder-upper", "short", "env", "no-workers", "sqlite", "memory"],
+)
+def test_unworkable_settings_are_refused(overrides: dict, message: str) -> None:
+    workable = Settings(
+        env="production",
+        jwt_secret=GOOD_SECRET,
+        database_url="postgres://db/app",
+        broadcast_url="redis://r:6379",
+        workers=4,
+    )
+    assert workable.check() is workable
+    with pytest.raises(SettingsError, match=message):
+        dataclasses.replace(workable, **overrides).check()
+
+
+def test_development_needs_no_secret() -> None:
+    assert not Settings(jwt_secret="").check().production
+
+
+def test_from_env_reads_pulseboard_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # where a development secret file would be written
+    settings = from_env(
+        {
+            "PULSEBOARD_ENV": "production",
+            "PULSEBOARD_JWT_SECRET": GOOD_SECRET,
+            "PULSEBOARD_DATABASE_URL": "postgres://db/app",
+            "PULSEBOARD_BROADCAST_URL": "redis://r:6379",
+            "PULSEBOARD_WORKERS": "3",
+            "PULSEBOARD_PORT": "9000",
+            "PULSEBOARD_ALLOWED_ORIGINS": "https://a.example, https://b.example,",
+            "PULSEBOARD_MAX_QUERY_DEPTH": "5",
+            "PULSEBOARD_MAX_ALIASES": "6",
+            "PULSEBOARD_MAX_TOKENS": "700",
+            "UNRELATED": "ignored",
+        }
+    )
+    assert settings.production
+    assert settings.jwt_secret == GOOD_SECRET
+    assert settings.database_url == "postgres://db/app"
+    assert settings.broadcast_url == "redis://r:6379"
+    assert (settings.workers, settings.port) == (3, 9000)
+    assert settings.allowed_origins == ("https://a.example", "https://b.example")
+    assert (settings.max_query_depth, settings.max_aliases, settings.max_tokens) == (5, 6, 700)
+    assert settings.introspection is False  # off by default in production
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_from_env_checks_what_it_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SettingsError, match="PULSEBOARD_JWT_SECRET"):
+        from_env({"PULSEBOARD_ENV": "production"})
+    with pytest.raises(SettingsError, match="SQLite"):
+        from_env(
+            {
+                "PULSEBOARD_ENV": "production",
+                "PULSEBOARD_JWT_SECRET": GOOD_SECRET,
+                "PULSEBOARD_WORKERS": "2",
+                "PULSEBOARD_BROADCAST_URL": "redis://r:6379",
+            }
+        )
+    assert list(tmp_path.iterdir()) == []
