@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+NODE_STAMP := tests/js/node_modules/.installed
 
 .PHONY: run test test-postgres lint typecheck check schema migrations clean
 
@@ -15,10 +16,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The graphql-ws npm client that tests/test_graphql_ws_client.py runs in Node, as locked.
+$(NODE_STAMP): tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund
+	touch $@
+
 run: $(STAMP)  ## serve on http://127.0.0.1:8000/graphql (SQLite + memory://, demo data)
 	$(BIN)/python -m pulseboard dev
 
-test: $(STAMP)  ## the whole suite on SQLite + memory:// (or PULSEBOARD_TEST_* services), lint, types
+test: $(STAMP) $(NODE_STAMP)  ## the whole suite on SQLite + memory:// (or PULSEBOARD_TEST_* services), lint, types
 	$(BIN)/ruff check pulseboard tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
