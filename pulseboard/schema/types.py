@@ -95,6 +95,18 @@ class Team:
     name: str
 
 
+@strawberry.type
+class _Comment:
+    id: strawberry.ID
+    body: str
+    created_at: dt.datetime
+    author_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def author(self, info: Ctx) -> User:
+        return await _user(info, self.author_id)  # type: ignore[return-value]
+
+
 @strawberry.type(name="Project")
 class Project:
     id: strawberry.ID
@@ -151,15 +163,8 @@ class Task:
 
 
 @strawberry.type(name="TaskComment")
-class TaskComment:
-    id: strawberry.ID
-    body: str
-    created_at: dt.datetime
-    author_id: strawberry.Private[int]
-
-    @strawberry.field
-    async def author(self, info: Ctx) -> User:
-        return await _user(info, self.author_id)  # type: ignore[return-value]
+class TaskComment(_Comment):
+    pass
 
 
 @strawberry.type(name="Queue")
@@ -213,15 +218,8 @@ class Ticket:
 
 
 @strawberry.type(name="TicketComment")
-class TicketComment:
-    id: strawberry.ID
-    body: str
-    created_at: dt.datetime
-    author_id: strawberry.Private[int]
-
-    @strawberry.field
-    async def author(self, info: Ctx) -> User:
-        return await _user(info, self.author_id)  # type: ignore[return-value]
+class TicketComment(_Comment):
+    pass
 
 
 @strawberry.type(name="Notification")
