@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 NODE_STAMP := tests/js/node_modules/.installed
 
-.PHONY: run test test-postgres lint typecheck check schema migrations clean
+.PHONY: install run test schema migrations clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,4 +36,4 @@ migrations: $(STAMP)  ## write a migration for model changes
 	$(BIN)/tortoise -c pulseboard.settings.TORTOISE_ORM makemigrations
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules
