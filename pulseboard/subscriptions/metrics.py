@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from pulseboard.subscriptions.hub import Hub
+    from pulseboard.subscriptions.hub import Hub, Listener
 
 T = TypeVar("T")
 
@@ -61,13 +61,16 @@ class MetricsEngine:
         compute: Callable[[], Awaitable[T]],
         same: Callable[[T, T], bool],
     ) -> AsyncIterator[Watcher[T]]:
-        """A watcher of `topic`'s figures; its first snapshot is computed at once."""
+        """A watcher of `topic`'s figures; its first snapshot is computed at once, after the topic
+        is listened to, so no change can fall between the two."""
         watcher: Watcher[T] = Watcher()
-        watcher.put(await compute())
         entry = self._queues.get(topic)
         if entry is None:
             entry = self._queues[topic] = _Queue()
-            entry.task = asyncio.create_task(self._run(topic, entry, compute, same))
+            listening = asyncio.Event()
+            entry.task = asyncio.create_task(self._run(topic, entry, compute, same, listening))
+            await listening.wait()
+        watcher.put(await compute())
         entry.watchers.add(watcher)
         try:
             yield watcher
@@ -80,23 +83,41 @@ class MetricsEngine:
                 await asyncio.gather(entry.task, return_exceptions=True)
 
     async def _run(
-        self, topic: str, entry: _Queue[T], compute: Callable[[], Awaitable[T]], same: Callable[[T, T], bool]
+        self,
+        topic: str,
+        entry: _Queue[T],
+        compute: Callable[[], Awaitable[T]],
+        same: Callable[[T, T], bool],
+        listening: asyncio.Event,
     ) -> None:
-        async with self.hub.listen(topic) as listener:
-            entry.latest = await compute()
-            while True:
-                try:
-                    await asyncio.wait_for(listener.get(), timeout=self.interval)
-                    await asyncio.sleep(self.coalesce)  # let the rest of a burst arrive
-                    while listener.pending():
-                        await listener.get()
-                except TimeoutError:
-                    pass
-                snapshot = await compute()
-                if entry.latest is None or not same(snapshot, entry.latest):
-                    entry.latest = snapshot
-                    for watcher in list(entry.watchers):
-                        watcher.put(snapshot)
+        try:
+            async with self.hub.listen(topic) as listener:
+                listening.set()
+                await self._refresh(entry, listener, compute, same)
+        finally:
+            listening.set()
+
+    async def _refresh(
+        self,
+        entry: _Queue[T],
+        listener: Listener,
+        compute: Callable[[], Awaitable[T]],
+        same: Callable[[T, T], bool],
+    ) -> None:
+        entry.latest = await compute()
+        while True:
+            try:
+                await asyncio.wait_for(listener.get(), timeout=self.interval)
+                await asyncio.sleep(self.coalesce)  # let the rest of a burst arrive
+                while listener.pending():
+                    await listener.get()
+            except TimeoutError:
+                pass
+            snapshot = await compute()
+            if entry.latest is None or not same(snapshot, entry.latest):
+                entry.latest = snapshot
+                for watcher in list(entry.watchers):
+                    watcher.put(snapshot)
 
     async def close(self) -> None:
         tasks = [q.task for q in self._queues.values() if q.task is not None]
