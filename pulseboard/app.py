@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from broadcaster import Broadcast
+from broadcaster._backends.base import BroadcastBackend
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -18,7 +19,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
-from tortoise import Tortoise
+from tortoise import Tortoise, connections
 from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.migrations.api import migrate
 
@@ -29,6 +30,7 @@ from pulseboard.schema import build_schema
 from pulseboard.settings import Settings, from_env, tortoise_config
 from pulseboard.subscriptions import hub
 from pulseboard.subscriptions.protocol import ProtocolHandler
+from pulseboard.subscriptions.redis_backend import SupervisedRedisBackend
 
 logger = logging.getLogger("pulseboard")
 
@@ -77,8 +79,29 @@ async def apply_migrations(settings: Settings) -> None:
         await Tortoise.close_connections()
 
 
+def broker(url: str) -> BroadcastBackend | None:
+    """Our self-reconnecting backend for Redis; broadcaster's own for everything else."""
+    scheme = url.split("://", 1)[0]
+    return SupervisedRedisBackend(url) if scheme in ("redis", "rediss") else None
+
+
 async def healthz(_: Request) -> Response:
+    """Liveness: the process serves requests."""
     return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: the database answers and the broker is connected."""
+    problems = []
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+    except Exception:
+        problems.append("database unreachable")
+    if not request.app.state.hub.connected:
+        problems.append("broker unreachable")
+    if problems:
+        return PlainTextResponse("; ".join(problems), status_code=503)
+    return PlainTextResponse("ready")
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -87,13 +110,19 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await apply_migrations(settings)
+        backend = broker(settings.broadcast_url)
         async with (
             RegisterTortoise(app, config=tortoise_config(settings.database_url)),
-            Broadcast(settings.broadcast_url) as broadcast,
+            Broadcast(settings.broadcast_url, backend=backend) as broadcast,
         ):
-            live = hub.Hub(broadcast, metrics_interval=settings.metrics_interval_seconds)
+            live = hub.Hub(
+                broadcast,
+                metrics_interval=settings.metrics_interval_seconds,
+                broker_up=backend.connected.is_set if isinstance(backend, SupervisedRedisBackend) else bool,
+            )
             app.state.hub = live
             hub.install(live)
+            live.start()
             try:
                 yield
             finally:
@@ -105,6 +134,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
+            Route("/readyz", readyz),
         ],
         lifespan=lifespan,
     )

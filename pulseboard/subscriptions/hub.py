@@ -5,28 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from broadcaster import Broadcast
 
+from pulseboard.models import TopicCounter
 from pulseboard.subscriptions.encoding import EventMessage, decode, encode
 from pulseboard.subscriptions.metrics import MetricsEngine
 
 logger = logging.getLogger("pulseboard.hub")
 
 QUEUE_SIZE = 1000
+SWEEP_SECONDS = 1.0
 
 
 class Listener:
-    """A local subscriber's bounded inbox. When it overflows it is emptied and flagged: the
-    stream then catches up from the event log instead of holding an unbounded backlog."""
+    """A local subscriber's bounded inbox. None in it means "read the event log": sent when the
+    hub knows of events it did not relay, and left in place of everything when the inbox
+    overflows, so a slow reader costs a bounded amount of memory and still loses nothing."""
 
     def __init__(self, size: int) -> None:
         self._queue: asyncio.Queue[EventMessage | None] = asyncio.Queue(maxsize=size)
 
-    def offer(self, message: EventMessage) -> None:
+    def offer(self, message: EventMessage | None) -> None:
         try:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:
@@ -46,15 +49,32 @@ class Listener:
 class _Topic:
     listeners: set[Listener] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
+    # The highest seq this worker knows to be committed on the topic (relayed or swept).
+    last_seq: int = 0
+
+    def relay(self, message: EventMessage | None) -> None:
+        if message is not None:
+            self.last_seq = max(self.last_seq, message.seq)
+        for listener in list(self.listeners):
+            listener.offer(message)
 
 
 class Hub:
     def __init__(
-        self, broadcast: Broadcast, *, metrics_interval: float, queue_size: int = QUEUE_SIZE
+        self,
+        broadcast: Broadcast,
+        *,
+        metrics_interval: float,
+        sweep_interval: float = SWEEP_SECONDS,
+        queue_size: int = QUEUE_SIZE,
+        broker_up: Callable[[], bool] = lambda: True,
     ) -> None:
         self.broadcast = broadcast
+        self._broker_up = broker_up
         self.queue_size = queue_size
+        self.sweep_interval = sweep_interval
         self.metrics = MetricsEngine(self, interval=metrics_interval)
+        self._sweeper: asyncio.Task[None] | None = None
         self._topics: dict[str, _Topic] = {}
         # Subscribing and unsubscribing are serialised: broadcaster races on concurrent first
         # subscribers of a channel (STACK-NOTES).
@@ -81,7 +101,7 @@ class Hub:
         async with self._lock:
             entry = self._topics.get(topic)
             if entry is None:
-                entry = self._topics[topic] = _Topic()
+                entry = self._topics[topic] = _Topic(last_seq=await head(topic))
                 ready = asyncio.Event()
                 entry.task = asyncio.create_task(self._relay(topic, entry, ready))
                 await ready.wait()
@@ -109,12 +129,44 @@ class Hub:
                     except ValueError:
                         logger.warning("dropped a malformed message on %s", topic)
                         continue
-                    for listener in list(entry.listeners):
-                        listener.offer(message)
+                    entry.relay(message)
         finally:
             ready.set()
 
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.sweep()
+            except Exception:
+                logger.exception("sweep failed")
+
+    async def sweep(self) -> None:
+        """Tells the listeners of every topic with committed events this worker has not relayed
+        (a failed publish, a broker outage) to read them from the log."""
+        active = dict(self._topics)
+        if not active:
+            return
+        rows = await TopicCounter.filter(topic__in=list(active)).values_list("topic", "seq")
+        for topic, committed in rows:
+            entry = active[str(topic)]
+            if int(committed) > entry.last_seq:
+                logger.info("catching up %s from the log (%s -> %s)", topic, entry.last_seq, committed)
+                entry.last_seq = int(committed)
+                entry.relay(None)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up."""
+        return self._broker_up()
+
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.metrics.close()
         async with self._lock:
             tasks = [t.task for t in self._topics.values() if t.task is not None]
@@ -122,6 +174,12 @@ class Hub:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def head(topic: str) -> int:
+    """The last seq committed on `topic` (0 when none)."""
+    counter = await TopicCounter.get_or_none(topic=topic)
+    return counter.seq if counter else 0
 
 
 _current: Hub | None = None

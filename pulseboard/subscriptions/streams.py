@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from pulseboard.models import Event, TopicCounter
+from pulseboard.models import Event
 from pulseboard.subscriptions.encoding import EventMessage, from_row
-from pulseboard.subscriptions.hub import Hub
+from pulseboard.subscriptions.hub import Hub, head
 
 BATCH = 500
-
-
-async def head(topic: str) -> int:
-    """The last seq committed on `topic` (0 when none)."""
-    counter = await TopicCounter.get_or_none(topic=topic)
-    return counter.seq if counter else 0
 
 
 async def replay(topic: str, after: int, upto: int | None = None) -> AsyncIterator[EventMessage]:

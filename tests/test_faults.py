@@ -1,0 +1,123 @@
+"""Faults caused for real: the broker dies and comes back while mutations and subscribers run."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+
+from pulseboard.models import Role
+from pulseboard.settings import Settings
+from pulseboard.subscriptions.encoding import cursor
+from tests.live import free_port, serve, ws
+
+CREATE_TASK = "mutation($p: ID!, $t: String!) { createTask(input: {projectId: $p, title: $t}) { id } }"
+TASK_EVENTS = "subscription($p: ID!) { taskEvents(projectId: $p) { cursor } }"
+
+
+class RedisServer:
+    """A redis-server of this test's own, on its own port, that the test can kill and restart."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is needed for the broker fault tests"
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        client.close()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+
+@pytest.fixture
+def broker() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.kill()
+
+
+async def _ready(url: str) -> int:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(url + "/readyz")).status_code
+
+
+async def test_redis_restart_mid_stream_loses_nothing(settings: Settings, broker: RedisServer) -> None:
+    async with serve(dataclasses.replace(settings, broadcast_url=broker.url)) as live:
+        token = live.token("ada@example.test", Role.ADMIN)
+        project = (await live.gql(token, 'mutation { createProject(input: {name: "B"}) { id } }'))[
+            "createProject"
+        ]["id"]
+        assert await _ready(live.url) == 200
+        async with ws(live, token) as one, ws(live, token) as two, ws(live, token) as three:
+            subscribers = (one, two, three)
+            for client in subscribers:
+                await client.subscribe("1", TASK_EVENTS, p=project)
+                await client.send({"type": "ping"})
+                assert await client.receive() == {"type": "pong"}
+            await asyncio.sleep(0.3)
+
+            async def write(count: int) -> None:
+                for i in range(count):
+                    await live.gql(token, CREATE_TASK, p=project, t=f"t{i}")
+                    await asyncio.sleep(0.02)
+
+            await write(10)
+            broker.kill()
+            await write(15)  # mutations keep committing while the broker is down
+            assert await _ready(live.url) == 503
+            broker.start()
+            # Nothing new is published: what was committed during the outage still arrives.
+            for client in subscribers:
+                received = [(await client.next("1", within=15))["taskEvents"]["cursor"] for _ in range(25)]
+                assert received == [cursor(f"project:{project}", seq) for seq in range(1, 26)]
+            await write(15)
+            for client in subscribers:
+                received = [(await client.next("1", within=15))["taskEvents"]["cursor"] for _ in range(15)]
+                assert received == [cursor(f"project:{project}", seq) for seq in range(26, 41)]
+                await client.send({"type": "ping"})
+                assert await client.receive() == {"type": "pong"}  # and no duplicates after
+            for _ in range(100):
+                if await _ready(live.url) == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert await _ready(live.url) == 200
