@@ -3,6 +3,8 @@ Tortoise and the real-time hub in the lifespan."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
@@ -12,6 +14,8 @@ from typing import Any
 from broadcaster import Broadcast
 from broadcaster._backends.base import BroadcastBackend
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -24,6 +28,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.migrations.api import migrate
 
 from pulseboard.auth import claims_from_header
+from pulseboard.limits import BodySizeLimit, ConnectionCounter
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.users import upsert_from_claims
 from pulseboard.schema import build_schema
@@ -39,6 +44,7 @@ class GraphQLApp(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = ProtocolHandler
 
     def __init__(self, settings: Settings) -> None:
+        self.connections = ConnectionCounter(limit=settings.connections_per_user)
         super().__init__(
             build_schema(settings),
             graphql_ide=None if settings.production else "graphiql",
@@ -53,22 +59,51 @@ class GraphQLApp(GraphQL[Context, None]):
         claims, error = claims_from_header(self.settings.jwt_secret, request.headers.get("authorization"))
         viewer = await upsert_from_claims(claims) if claims else None
         return Context(
-            settings=self.settings, viewer=viewer, auth_error=error, request=request, response=response
+            settings=self.settings,
+            viewer=viewer,
+            auth_error=error,
+            request=request,
+            response=response,
+            expires_at=claims.expires_at if claims else None,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType:  # type: ignore[override]
-        """Authenticates a socket from connection_init's `authorization`; a bad one closes 4403."""
+        """Authenticates a socket from connection_init's `authorization` (or the handshake's
+        Authorization header); a bad token, or too many sockets of one user, closes it with 4403.
+        The socket is closed with 4403 again when the token expires."""
         header = (context.connection_params or {}).get("authorization")
-        if header is None:
-            return UNSET  # anonymous, or authenticated by the handshake's Authorization header
-        if not isinstance(header, str):
-            raise ConnectionRejectionError({"message": "authorization must be a string"})
-        claims, error = claims_from_header(self.settings.jwt_secret, header)
-        if error is not None or claims is None:
-            raise ConnectionRejectionError({"message": error.message if error else "Invalid token."})
-        context.viewer = await upsert_from_claims(claims)
-        context.auth_error = None
+        if header is not None:
+            if not isinstance(header, str):
+                raise ConnectionRejectionError({"message": "authorization must be a string"})
+            claims, error = claims_from_header(self.settings.jwt_secret, header)
+            if error is not None or claims is None:
+                raise ConnectionRejectionError({"message": error.message if error else "Invalid token."})
+            context.viewer, context.auth_error = await upsert_from_claims(claims), None
+            context.expires_at = claims.expires_at
+        if context.viewer is None:
+            return UNSET  # anonymous: operations that need a viewer answer UNAUTHENTICATED
+        if not self.connections.acquire(context.viewer.id):
+            context.viewer = None
+            raise ConnectionRejectionError({"message": "Too many open connections."})
+        context.counted = True
+        if context.expires_at is not None:
+            delay = (context.expires_at - dt.datetime.now(dt.UTC)).total_seconds()
+            context.expiry = asyncio.get_running_loop().call_later(
+                max(delay, 0), lambda: asyncio.ensure_future(_expire(context))
+            )
         return UNSET
+
+    async def on_ws_disconnect(self, context: Context) -> None:
+        if context.expiry is not None:
+            context.expiry.cancel()
+        if context.counted and context.viewer is not None:
+            self.connections.release(context.viewer.id)
+            context.counted = False
+
+
+async def _expire(context: Context) -> None:
+    with contextlib.suppress(Exception):  # already closed
+        await context.request.close(code=4403, reason="Token expired")
 
 
 async def apply_migrations(settings: Settings) -> None:
@@ -130,6 +165,16 @@ def create_app(settings: Settings) -> Starlette:
                 await live.close()
 
     return Starlette(
+        middleware=[
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type"],
+                max_age=600,
+            ),
+        ],
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),

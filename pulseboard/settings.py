@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,13 @@ class Settings:
     connection_init_timeout_seconds: float = 10.0
     max_subscriptions_per_connection: int = 100
     ws_per_message_deflate: bool = False
+    max_body_bytes: int = 1024 * 1024
+    max_ws_message_bytes: int = 256 * 1024
+    mutations_per_second: float = 20.0
+    mutation_burst: int = 40
+    connections_per_user: int = 20
+    cors_origins: tuple[str, ...] = ()
+    shutdown_timeout_seconds: float = 10.0
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 2000
@@ -77,6 +84,10 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 def _dev_secret(path: Path) -> str:
     """A development secret kept in a local file so tokens survive restarts."""
     if path.exists():
@@ -88,45 +99,31 @@ def _dev_secret(path: Path) -> str:
     return secret
 
 
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": _bool,
+    "tuple[str, ...]": _list,
+}
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read PULSEBOARD_* variables into Settings (development secret generated if missing)."""
+    """Read PULSEBOARD_<FIELD> variables into Settings (development secret generated if missing)."""
     env = os.environ if environ is None else environ
-
-    def get(name: str, default: str) -> str:
-        return env.get(f"PULSEBOARD_{name}", default)
-
-    defaults = Settings()
-    mode = get("ENV", defaults.env)
-    secret = get("JWT_SECRET", "")
-    if not secret and mode == "development":
-        secret = _dev_secret(DEV_SECRET_FILE)
-    origins = tuple(o.strip() for o in get("ALLOWED_ORIGINS", "").split(",") if o.strip())
-    settings = Settings(
-        env=mode,
-        database_url=get("DATABASE_URL", defaults.database_url),
-        broadcast_url=get("BROADCAST_URL", defaults.broadcast_url),
-        jwt_secret=secret,
-        host=get("HOST", defaults.host),
-        port=int(get("PORT", str(defaults.port))),
-        workers=int(get("WORKERS", str(defaults.workers))),
-        allowed_origins=origins,
-        metrics_interval_seconds=float(
-            get("METRICS_INTERVAL_SECONDS", str(defaults.metrics_interval_seconds))
-        ),
-        connection_init_timeout_seconds=float(
-            get("CONNECTION_INIT_TIMEOUT_SECONDS", str(defaults.connection_init_timeout_seconds))
-        ),
-        max_subscriptions_per_connection=int(
-            get("MAX_SUBSCRIPTIONS_PER_CONNECTION", str(defaults.max_subscriptions_per_connection))
-        ),
-        ws_per_message_deflate=_bool(get("WS_PER_MESSAGE_DEFLATE", "false")),
-        max_query_depth=int(get("MAX_QUERY_DEPTH", str(defaults.max_query_depth))),
-        max_aliases=int(get("MAX_ALIASES", str(defaults.max_aliases))),
-        max_tokens=int(get("MAX_TOKENS", str(defaults.max_tokens))),
-        introspection=_bool(get("INTROSPECTION", "true" if mode == "development" else "false")),
-        log_level=get("LOG_LEVEL", defaults.log_level),
-    )
-    return settings.check()
+    values: dict[str, Any] = {}
+    for item in fields(Settings):
+        raw = env.get(f"PULSEBOARD_{item.name.upper()}")
+        if raw is not None:
+            try:
+                values[item.name] = _PARSERS[str(item.type)](raw)
+            except ValueError:
+                raise SettingsError(f"PULSEBOARD_{item.name.upper()}: cannot read {raw!r}") from None
+    mode = values.get("env", Settings.env)
+    if not values.get("jwt_secret") and mode == "development":
+        values["jwt_secret"] = _dev_secret(DEV_SECRET_FILE)
+    values.setdefault("introspection", mode == "development")
+    return Settings(**values).check()
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:

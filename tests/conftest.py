@@ -72,7 +72,14 @@ async def database_url(template_database: str, tmp_path: Path) -> AsyncIterator[
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, broadcast_url=BROADCAST_URL, jwt_secret=JWT_SECRET)
+    # Tests drive bursts of mutations as one user; the rate limit has tests of its own.
+    return Settings(
+        database_url=database_url,
+        broadcast_url=BROADCAST_URL,
+        jwt_secret=JWT_SECRET,
+        mutations_per_second=10_000,
+        mutation_burst=10_000,
+    )
 
 
 @pytest.fixture

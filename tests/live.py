@@ -38,6 +38,7 @@ class LiveServer:
     url: str
     settings: Settings
     app: Starlette | None = None
+    process: subprocess.Popen[bytes] | None = None
 
     def token(self, email: str, role: Role = Role.MEMBER) -> str:
         return mint_token(
@@ -74,7 +75,13 @@ async def serve(settings: Settings) -> AsyncIterator[LiveServer]:
     """uvicorn serving the app on a free loopback port inside this event loop."""
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", ws_per_message_deflate=False, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        ws_per_message_deflate=False,
+        ws_max_size=settings.max_ws_message_bytes,
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -107,6 +114,9 @@ def worker_process(settings: Settings, port: int | None = None) -> Iterator[Live
         PULSEBOARD_JWT_SECRET=settings.jwt_secret,
         PULSEBOARD_LOG_LEVEL="WARNING",
         PULSEBOARD_METRICS_INTERVAL_SECONDS=str(settings.metrics_interval_seconds),
+        PULSEBOARD_MUTATIONS_PER_SECOND=str(settings.mutations_per_second),
+        PULSEBOARD_MUTATION_BURST=str(settings.mutation_burst),
+        PULSEBOARD_SHUTDOWN_TIMEOUT_SECONDS=str(settings.shutdown_timeout_seconds),
     )
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
@@ -118,7 +128,7 @@ def worker_process(settings: Settings, port: int | None = None) -> Iterator[Live
         )
         try:
             _wait_until_healthy(url, process, log)
-            yield LiveServer(url, settings)
+            yield LiveServer(url, settings, process=process)
         finally:
             process.terminate()
             try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,11 @@ class Context:
     response: Any = None
     # The connection_init payload of a WebSocket (Strawberry sets it).
     connection_params: dict[str, Any] | None = None
+    # When the viewer's token expires (a socket is closed then).
+    expires_at: dt.datetime | None = None
+    expiry: asyncio.TimerHandle | None = None
+    # Whether this socket counts against the viewer's open connections.
+    counted: bool = False
 
     def require_viewer(self) -> User:
         if self.viewer is None:

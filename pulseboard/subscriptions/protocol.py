@@ -7,7 +7,7 @@ payload is accepted, and a document that fails to parse or names an unknown oper
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from graphql import GraphQLError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -44,6 +44,20 @@ def _subscribe_problem(message: dict[str, Any]) -> str | None:
 
 
 class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
+    # The sockets this worker serves, so a graceful shutdown can close them with 1001.
+    open: ClassVar[set[ProtocolHandler]] = set()
+
+    async def handle(self) -> None:
+        ProtocolHandler.open.add(self)
+        try:
+            await super().handle()
+        finally:
+            ProtocolHandler.open.discard(self)
+            await self.view.on_ws_disconnect(self.context)  # type: ignore[attr-defined]
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.websocket.close(code=code, reason=_reason(reason))
+
     async def handle_message(self, message: Any) -> None:  # type: ignore[override]
         problem = self._problem(message)
         if problem is not None:
