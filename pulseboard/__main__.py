@@ -4,23 +4,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import logging
+import signal
+import socket
 import sys
 from dataclasses import replace
 
 import uvicorn
 from tortoise import Tortoise
+from uvicorn.supervisors import multiprocess
 
 from pulseboard.app import apply_migrations
 from pulseboard.auth import mint_token
 from pulseboard.models import Role
 from pulseboard.seed import ADMIN, MEMBER, DemoUser, seed
 from pulseboard.settings import Settings, SettingsError, from_env, tortoise_config
+from pulseboard.subscriptions.protocol import ProtocolHandler
+
+
+class GracefulServer(uvicorn.Server):
+    """Closes this worker's GraphQL sockets with 1001 (going away) before uvicorn's own shutdown,
+    which would close them with 1012; then in-flight requests finish, and the lifespan closes
+    the database and the broker."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for handler in list(ProtocolHandler.open):
+            with contextlib.suppress(Exception):
+                await handler.close(1001, "Server shutting down")
+        await super().shutdown(sockets)
 
 
 def _serve(settings: Settings) -> None:
-    uvicorn.run(
+    config = uvicorn.Config(
         "pulseboard.app:app_from_env",
         factory=True,
         host=settings.host,
@@ -28,7 +45,18 @@ def _serve(settings: Settings) -> None:
         workers=settings.workers,
         log_level=settings.log_level.lower(),
         ws_per_message_deflate=settings.ws_per_message_deflate,
+        ws_max_size=settings.max_ws_message_bytes,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
     )
+    if config.workers > 1:
+        # uvicorn's supervisor builds each worker's server from this module global.
+        multiprocess.Server = GracefulServer  # type: ignore[misc]
+        multiprocess.Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        # uvicorn re-raises the SIGTERM it handled once shutdown is done; a completed graceful
+        # shutdown is a success, so that re-raise ends the process with status 0.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        GracefulServer(config).run()
 
 
 async def _seed(settings: Settings) -> bool:

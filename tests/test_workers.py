@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterator
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from pulseboard.models import Role
 from pulseboard.settings import Settings
@@ -75,3 +77,34 @@ async def test_concurrent_mutations_on_both_workers_arrive_everywhere_in_seq_ord
             received = [(await client.next("1"))["taskEvents"]["cursor"] for _ in range(20)]
             assert received == expected
             await _live(client)  # and nothing more: no duplicates
+
+
+async def test_clients_of_a_killed_worker_resume_on_another_without_loss(
+    workers: tuple[LiveServer, LiveServer],
+) -> None:
+    one, two = workers
+    assert one.process is not None
+    token = one.token("ada@example.test", Role.ADMIN)
+    project = (await two.gql(token, 'mutation { createProject(input: {name: "B"}) { id } }'))[
+        "createProject"
+    ]["id"]
+    async with ws(one, token) as client:
+        await client.subscribe("1", TASK_EVENTS, p=project)
+        await _live(client)
+        await asyncio.sleep(0.3)
+        await two.gql(token, CREATE_TASK, p=project, t="seen")
+        last = (await client.next("1"))["taskEvents"]["cursor"]
+        one.process.send_signal(signal.SIGKILL)
+        with pytest.raises(ConnectionClosed):  # dropped: a killed process sends no close frame
+            await client.receive()
+    for i in range(10):
+        await two.gql(token, CREATE_TASK, p=project, t=f"while away {i}")
+    resume = """subscription($p: ID!, $after: String) {
+      taskEvents(projectId: $p, after: $after) { cursor task { title } }
+    }"""
+    async with ws(two, token) as client:
+        await client.subscribe("1", resume, p=project, after=last)
+        titles = [(await client.next("1"))["taskEvents"]["task"]["title"] for _ in range(10)]
+        assert titles == [f"while away {i}" for i in range(10)]
+        await two.gql(token, CREATE_TASK, p=project, t="live")
+        assert (await client.next("1"))["taskEvents"]["task"]["title"] == "live"
