@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
-from pulseboard.errors import forbidden
-from pulseboard.models import Queue
+from pulseboard.errors import forbidden, not_found
+from pulseboard.models import Queue, User
 from pulseboard.resolvers import access, metrics
 from pulseboard.resolvers.context import Context
+from pulseboard.resolvers.projects import MEMBER_REMOVED
 from pulseboard.subscriptions import streams, topics
 from pulseboard.subscriptions.encoding import EventMessage, parse_cursor
 from pulseboard.subscriptions.hub import Hub, current
@@ -25,8 +27,21 @@ def _stream(topic: str, after: str | None) -> AsyncIterator[EventMessage]:
 
 
 async def task_events(ctx: Context, project_id: object, after: str | None) -> AsyncIterator[EventMessage]:
-    project = await access.project_for(ctx.require_viewer(), project_id)
-    return _stream(topics.project(project.id), after)
+    viewer = ctx.require_viewer()
+    project = await access.project_for(viewer, project_id)
+    return _task_events(viewer, project.id, _stream(topics.project(project.id), after))
+
+
+async def _task_events(
+    viewer: User, project_id: int, stream: AsyncIterator[EventMessage]
+) -> AsyncIterator[EventMessage]:
+    async with aclosing(stream):  # type: ignore[type-var]
+        async for message in stream:
+            if message.type == MEMBER_REMOVED:
+                if message.payload["userId"] == viewer.id and not access.is_admin(viewer):
+                    raise not_found("Project", project_id)
+                continue
+            yield message
 
 
 async def ticket_assignments(ctx: Context, user_id: object, after: str | None) -> AsyncIterator[EventMessage]:

@@ -49,6 +49,14 @@ class Mutation:
             info.context, project_id=project_id, user_id=user_id
         )
 
+    @strawberry.mutation(description="Ends the user's access, live task streams included.")
+    async def remove_project_member(
+        self, info: Ctx, project_id: strawberry.ID, user_id: strawberry.ID
+    ) -> Project:
+        return await projects.remove_project_member(  # type: ignore[return-value]
+            info.context, project_id=project_id, user_id=user_id
+        )
+
     @strawberry.mutation(description="Admins only.")
     async def create_team(self, info: Ctx, input: CreateTeamInput) -> Team:
         return await users.create_team(info.context, name=input.name)  # type: ignore[return-value]
