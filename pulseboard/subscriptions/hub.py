@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,13 +27,15 @@ class Listener:
     hub knows of events it did not relay, and left in place of everything when the inbox
     overflows, so a slow reader costs a bounded amount of memory and still loses nothing."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, stats: Counter[str]) -> None:
         self._queue: asyncio.Queue[EventMessage | None] = asyncio.Queue(maxsize=size)
+        self._stats = stats
 
     def offer(self, message: EventMessage | None) -> None:
         try:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:
+            self._stats["overflows"] += 1
             while not self._queue.empty():
                 self._queue.get_nowait()
             self._queue.put_nowait(None)
@@ -75,6 +78,8 @@ class Hub:
         self.sweep_interval = sweep_interval
         self.metrics = MetricsEngine(self, interval=metrics_interval)
         self._sweeper: asyncio.Task[None] | None = None
+        # Counts of what the hub had to do: inbox overflows and catch-ups from the log.
+        self.stats: Counter[str] = Counter()
         self._topics: dict[str, _Topic] = {}
         # Subscribing and unsubscribing are serialised: broadcaster races on concurrent first
         # subscribers of a channel (STACK-NOTES).
@@ -97,7 +102,7 @@ class Hub:
     @asynccontextmanager
     async def listen(self, topic: str) -> AsyncIterator[Listener]:
         """A listener on `topic` for the duration of the block; live once the block is entered."""
-        listener = Listener(self.queue_size)
+        listener = Listener(self.queue_size, self.stats)
         async with self._lock:
             entry = self._topics.get(topic)
             if entry is None:
@@ -156,6 +161,7 @@ class Hub:
             if int(committed) > entry.last_seq:
                 logger.info("catching up %s from the log (%s -> %s)", topic, entry.last_seq, committed)
                 entry.last_seq = int(committed)
+                self.stats["catchups"] += 1
                 entry.relay(None)
 
     @property
