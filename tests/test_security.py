@@ -99,3 +99,32 @@ async def test_production_hides_graphiql_and_introspection(settings: Settings) -
         schema = await http.post(server.url + "/graphql", json={"query": "{ __schema { types { name } } }"})
     assert "graphiql" not in page.text.lower()
     assert schema.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+async def test_tokens_and_the_secret_never_reach_the_logs(
+    live: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = live.token("ada@example.test", Role.ADMIN)
+    forged = mint_token(
+        "another-secret-" + "z" * 40,
+        sub="eve@example.test",
+        email="eve@example.test",
+        name="eve",
+        role=Role.ADMIN,
+        ttl=dt.timedelta(minutes=5),
+    )
+    with caplog.at_level("DEBUG"):
+        await live.gql(good, PROJECT)
+        async with httpx.AsyncClient() as http:
+            await http.post(
+                live.url + "/graphql",
+                json={"query": "{ viewer { id } }"},
+                headers={"authorization": f"Bearer {forged}"},
+            )
+        async with ws(live) as client:
+            await client.send({"type": "connection_init", "payload": {"authorization": f"Bearer {forged}"}})
+            await client.closed()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert logged, "nothing was logged at all: the check would be empty"
+    for secret in (good, forged, live.settings.jwt_secret):
+        assert secret not in logged
