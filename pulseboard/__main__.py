@@ -22,6 +22,7 @@ from pulseboard.models import Role
 from pulseboard.seed import ADMIN, MEMBER, DemoUser, seed
 from pulseboard.settings import Settings, SettingsError, from_env, tortoise_config
 from pulseboard.subscriptions.protocol import ProtocolHandler
+from pulseboard.telemetry import configure_logging
 
 
 class GracefulServer(uvicorn.Server):
@@ -44,6 +45,7 @@ def _serve(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level.lower(),
+        log_config=None,  # keep the handlers configure_logging set up (text or JSON)
         ws_per_message_deflate=settings.ws_per_message_deflate,
         ws_max_size=settings.max_ws_message_bytes,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
@@ -111,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "export-schema":
+        logging.basicConfig(level=logging.WARNING)
         from pulseboard.schema import schema
 
         print(schema.as_str())
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
             settings = replace(settings, **overrides).check()
     except SettingsError as error:
         sys.exit(f"pulseboard: {error}")
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         _serve(settings)
     elif args.command == "dev":

@@ -13,20 +13,25 @@ from typing import Any
 
 from broadcaster import Broadcast
 from broadcaster._backends.base import BroadcastBackend
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 from tortoise import Tortoise, connections
 from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.migrations.api import migrate
 
+from pulseboard import http, telemetry
 from pulseboard.auth import claims_from_header
 from pulseboard.limits import BodySizeLimit, ConnectionCounter
 from pulseboard.resolvers.context import Context
@@ -66,6 +71,21 @@ class GraphQLApp(GraphQL[Context, None]):
             response=response,
             expires_at=claims.expires_at if claims else None,
         )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = http.finish(request, await self.run(request))
+        except HTTPException as error:
+            response = http.refusal(request, error.status_code, error.reason)
+        await response(scope, receive, send)
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:  # type: ignore[override]
+        body = await super().process_result(request, result)
+        return http.shape(request, result, body)  # type: ignore[arg-type,return-value]
 
     async def on_ws_connect(self, context: Context) -> UnsetType:  # type: ignore[override]
         """Authenticates a socket from connection_init's `authorization` (or the handshake's
@@ -125,6 +145,11 @@ async def healthz(_: Request) -> Response:
     return PlainTextResponse("ok")
 
 
+async def metrics(_: Request) -> Response:
+    """Prometheus text exposition of this worker's metrics."""
+    return Response(telemetry.exposition(), media_type=telemetry.CONTENT_TYPE)
+
+
 async def readyz(request: Request) -> Response:
     """Readiness: the database answers and the broker is connected."""
     problems = []
@@ -180,6 +205,7 @@ def create_app(settings: Settings) -> Starlette:
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics),
         ],
         lifespan=lifespan,
     )

@@ -49,6 +49,7 @@ class Settings:
     page_size_max: int = 100
     introspection: bool = True
     log_level: str = "INFO"
+    log_format: str = "text"
 
     @property
     def production(self) -> bool:
@@ -65,6 +66,8 @@ class Settings:
                 f"PULSEBOARD_JWT_SECRET must be set to a random value of at least {MIN_SECRET_LENGTH}"
                 " characters in production"
             )
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"PULSEBOARD_LOG_FORMAT must be text or json, not {self.log_format!r}")
         if self.workers < 1:
             raise SettingsError("PULSEBOARD_WORKERS must be at least 1")
         if self.workers > 1 and self.database_url.startswith("sqlite"):

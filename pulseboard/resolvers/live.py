@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
+from pulseboard import telemetry
 from pulseboard.errors import forbidden, not_found
 from pulseboard.models import Queue, User
 from pulseboard.resolvers import access, metrics
@@ -23,6 +24,8 @@ def _hub() -> Hub:
 
 
 def _stream(topic: str, after: str | None) -> AsyncIterator[EventMessage]:
+    if after is not None:
+        telemetry.RESUMES.inc()
     return streams.events(_hub(), topic, None if after is None else parse_cursor(after, topic))
 
 

@@ -22,6 +22,7 @@ from strawberry.types import ExecutionResult
 from pulseboard.limits import RateLimiter
 from pulseboard.schema.errors import classify
 from pulseboard.schema.mutation import Mutation
+from pulseboard.schema.observe import Observe
 from pulseboard.schema.query import Query
 from pulseboard.schema.ratelimit import MutationRateLimit
 from pulseboard.schema.subscription import Subscription
@@ -73,6 +74,7 @@ class ParserCache(strawberry.extensions.ParserCache):
 def build_schema(settings: Settings) -> Schema:
     limiter = RateLimiter(rate=settings.mutations_per_second, burst=settings.mutation_burst)
     extensions: list[Callable[[], SchemaExtension]] = [
+        Observe,
         lambda: MutationRateLimit(limiter),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -16,18 +17,17 @@ _VARIABLE = re.compile(r"^Variable '\$(\w+)'")
 MASKED_MESSAGE = "Internal server error."
 
 
-def classify(error: GraphQLError, *, mask: bool) -> GraphQLError:
-    """The error as the client should see it: with a code, and without internals when masked."""
+def extensions_for(error: GraphQLError) -> dict[str, Any]:
+    """The `extensions` the client sees for `error`, always with a code (no side effects)."""
     original = error.original_error
     if isinstance(original, AppError):
-        error.extensions = original.extensions
-        return error
+        return original.extensions
+    if (error.extensions or {}).get("code"):
+        return error.extensions  # type: ignore[return-value]
     if isinstance(original, (CannotGetOperationTypeError, InvalidOperationTypeError)):
-        error.extensions = {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value}
-        return error
+        return {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value}
     if match := _VARIABLE.match(error.message):
-        error.extensions = {"code": ErrorCode.BAD_USER_INPUT.value, "field": match.group(1)}
-        return error
+        return {"code": ErrorCode.BAD_USER_INPUT.value, "field": match.group(1)}
     if original is None or isinstance(original, GraphQLError):
         if error.message.startswith("Syntax Error"):
             code = ErrorCode.GRAPHQL_PARSE_FAILED
@@ -35,12 +35,20 @@ def classify(error: GraphQLError, *, mask: bool) -> GraphQLError:
             code = ErrorCode.BAD_USER_INPUT
         else:
             code = ErrorCode.GRAPHQL_VALIDATION_FAILED
-        error.extensions = {**(error.extensions or {}), "code": code.value}
+        return {**(error.extensions or {}), "code": code.value}
+    return {"code": ErrorCode.INTERNAL_SERVER_ERROR.value}
+
+
+def classify(error: GraphQLError, *, mask: bool) -> GraphQLError:
+    """The error as the client should see it: with a code, and without internals when masked."""
+    extensions = extensions_for(error)
+    if extensions["code"] != ErrorCode.INTERNAL_SERVER_ERROR.value:
+        error.extensions = extensions
         return error
-    logger.error("unexpected error in %s", error.path, exc_info=original)
+    logger.error("unexpected error in %s", error.path, exc_info=error.original_error)
     return GraphQLError(
-        MASKED_MESSAGE if mask else str(original) or MASKED_MESSAGE,
+        MASKED_MESSAGE if mask else str(error.original_error) or MASKED_MESSAGE,
         nodes=error.nodes,
         path=error.path,
-        extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
+        extensions=extensions,
     )

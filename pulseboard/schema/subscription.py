@@ -9,7 +9,9 @@ from enum import Enum
 from typing import TypeVar
 
 import strawberry
+from tortoise import timezone
 
+from pulseboard import telemetry
 from pulseboard.models import Notification as NotificationRow
 from pulseboard.models import Task as TaskRow
 from pulseboard.models import Ticket as TicketRow
@@ -136,11 +138,18 @@ def _notification_event(message: EventMessage) -> NotificationEvent:
 async def _each(
     info: Ctx, stream: AsyncIterator[EventMessage], build: Callable[[EventMessage], T]
 ) -> AsyncIterator[T]:
-    async with aclosing(stream):  # type: ignore[type-var]
-        async for message in stream:
-            # One socket's context serves all its events: loaders must not serve stale rows.
-            info.context.loaders = Loaders()
-            yield build(message)
+    active = telemetry.SUBSCRIPTIONS.labels(info.field_name)
+    active.inc()
+    try:
+        async with aclosing(stream):  # type: ignore[type-var]
+            async for message in stream:
+                # One socket's context serves all its events: loaders must not serve stale rows.
+                info.context.loaders = Loaders()
+                telemetry.DELIVERED.labels(telemetry.topic_kind(message.topic)).inc()
+                telemetry.DELIVERY_LATENCY.observe((timezone.now() - message.created_at).total_seconds())
+                yield build(message)
+    finally:
+        active.dec()
 
 
 # Each field authorizes when it is called and only then returns its stream, so a refusal is an

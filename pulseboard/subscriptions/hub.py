@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from broadcaster import Broadcast
 
+from pulseboard import telemetry
 from pulseboard.models import TopicCounter
 from pulseboard.subscriptions.encoding import EventMessage, decode, encode
 from pulseboard.subscriptions.metrics import MetricsEngine
@@ -36,6 +37,7 @@ class Listener:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:
             self._stats["overflows"] += 1
+            telemetry.OVERFLOWS.inc()
             while not self._queue.empty():
                 self._queue.get_nowait()
             self._queue.put_nowait(None)
@@ -96,7 +98,9 @@ class Hub:
         for message in messages:
             try:
                 await self.broadcast.publish(message.topic, encode(message))
+                telemetry.PUBLISHED.labels(telemetry.topic_kind(message.topic)).inc()
             except Exception:
+                telemetry.PUBLISH_FAILURES.inc()
                 logger.exception("publish to %s failed (seq %s)", message.topic, message.seq)
 
     @asynccontextmanager
@@ -139,6 +143,7 @@ class Hub:
             ready.set()
 
     def start(self) -> None:
+        telemetry.HUB_TOPICS.set_function(lambda: len(self._topics))
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def _sweep_forever(self) -> None:
@@ -162,6 +167,7 @@ class Hub:
                 logger.info("catching up %s from the log (%s -> %s)", topic, entry.last_seq, committed)
                 entry.last_seq = int(committed)
                 self.stats["catchups"] += 1
+                telemetry.CATCHUPS.inc()
                 entry.relay(None)
 
     @property

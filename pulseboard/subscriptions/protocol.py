@@ -14,6 +14,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 
+from pulseboard import telemetry
+
 MAX_REASON_BYTES = 123  # close reasons must fit a control frame
 
 
@@ -49,9 +51,11 @@ class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
 
     async def handle(self) -> None:
         ProtocolHandler.open.add(self)
+        telemetry.CONNECTIONS.inc()
         try:
             await super().handle()
         finally:
+            telemetry.CONNECTIONS.dec()
             ProtocolHandler.open.discard(self)
             await self.view.on_ws_disconnect(self.context)  # type: ignore[attr-defined]
 

@@ -1,0 +1,116 @@
+"""GraphQL over HTTP (media types, status codes, refusals), /metrics, and operation logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+
+from pulseboard.models import Role
+from pulseboard.telemetry import JsonFormatter
+from tests.helpers import Api
+from tests.live import LiveServer, ws
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [("{ __typename }", 200), ("{", 400), ("{ nothing }", 400), ("query($n: Int!) { __typename }", 400)],
+)
+async def test_graphql_response_media_type_when_preferred(api: Api, query: str, status: int) -> None:
+    response = await api.http.post("/graphql", json={"query": query}, headers={"accept": GRAPHQL_RESPONSE})
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE)
+    body = response.json()
+    assert ("data" in body) == (status == 200)
+
+
+async def test_application_json_keeps_200_for_request_errors(api: Api) -> None:
+    response = await api.http.post("/graphql", json={"query": "{"}, headers={"accept": "application/json"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+
+
+async def test_execution_errors_are_200_with_data_under_either_media_type(api: Api) -> None:
+    for accept in (GRAPHQL_RESPONSE, "application/json"):
+        response = await api.http.post(
+            "/graphql", json={"query": '{ task(id: "1") { id } }'}, headers={"accept": accept}
+        )
+        assert response.status_code == 200
+        body = response.json()
+        assert body["data"] is None and body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_queries_over_get(api: Api) -> None:
+    response = await api.http.get("/graphql", params={"query": "{ __typename }"})
+    assert response.status_code == 200 and response.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_mutations_over_get_are_405(api: Api) -> None:
+    response = await api.http.get("/graphql", params={"query": "mutation { markAllNotificationsRead }"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b"{}", "application/json", 400),
+        (b'{"query": "{ __typename }"}', "text/plain", 415),
+    ],
+)
+async def test_unusable_requests_get_a_4xx_graphql_error(
+    api: Api, content: bytes, content_type: str, status: int
+) -> None:
+    response = await api.http.post("/graphql", content=content, headers={"content-type": content_type})
+    assert response.status_code == status
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert (await api.http.post("/graphql", json={"query": "{ __typename }"})).status_code == 200
+
+
+async def test_metrics_expose_operations_connections_and_events(live: LiveServer) -> None:
+    token = live.token("ada@example.test", Role.ADMIN)
+    project = (await live.gql(token, 'mutation Board { createProject(input: {name: "P"}) { id } }'))[
+        "createProject"
+    ]["id"]
+    async with ws(live, token) as client:
+        await client.subscribe("1", "subscription($p: ID!) { taskEvents(projectId: $p) { type } }", p=project)
+        await client.send({"type": "ping"})
+        assert await client.receive() == {"type": "pong"}
+        create = 'mutation AddTask($p: ID!) { createTask(input: {projectId: $p, title: "t"}) { id } }'
+        await live.gql(token, create, p=project)
+        await client.next("1")
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(live.url + "/metrics")).text
+    lines = text.splitlines()
+
+    def value(prefix: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix))
+
+    assert value("pulseboard_ws_connections") >= 1
+    assert value('pulseboard_subscriptions_active{field="taskEvents"}') >= 1
+    assert value('pulseboard_operations_total{name="AddTask",outcome="ok",type="mutation"}') >= 1
+    assert value('pulseboard_events_published_total{kind="project"}') >= 1
+    assert value('pulseboard_events_delivered_total{kind="project"}') >= 1
+    assert value("pulseboard_delivery_latency_seconds_count") >= 1
+    assert value("pulseboard_hub_topics") >= 1
+
+
+async def test_one_log_line_per_operation_with_its_error_codes(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="pulseboard.operations"):
+        await api.post(None, "query Who { viewer { id } }")
+    [record] = [r for r in caplog.records if r.name == "pulseboard.operations"]
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["operation"] == "Who"
+    assert entry["type"] == "query"
+    assert entry["error_codes"] == ["UNAUTHENTICATED"]
+    assert entry["duration_ms"] >= 0
+    assert entry["user_id"] is None
