@@ -23,7 +23,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
@@ -34,6 +34,7 @@ from tortoise.migrations.api import migrate
 from pulseboard import http, telemetry
 from pulseboard.auth import claims_from_header
 from pulseboard.limits import BodySizeLimit, ConnectionCounter
+from pulseboard.persisted import PersistedQueries, PersistedQueryInvalid, PersistedQueryNotFound
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.users import upsert_from_claims
 from pulseboard.schema import build_schema
@@ -50,6 +51,7 @@ class GraphQLApp(GraphQL[Context, None]):
 
     def __init__(self, settings: Settings) -> None:
         self.connections = ConnectionCounter(limit=settings.connections_per_user)
+        self.persisted = PersistedQueries()
         super().__init__(
             build_schema(settings),
             graphql_ide=None if settings.production else "graphiql",
@@ -81,7 +83,21 @@ class GraphQLApp(GraphQL[Context, None]):
             response = http.finish(request, await self.run(request))
         except HTTPException as error:
             response = http.refusal(request, error.status_code, error.reason)
+        except PersistedQueryNotFound:
+            response = http.persisted_query_not_found(request)
+        except PersistedQueryInvalid as error:
+            response = http.refusal(request, 400, str(error))
         await response(scope, receive, send)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET that names a persisted query is an operation, not a browser asking for the page.
+        return super().should_render_graphql_ide(request) and "extensions" not in request.query_params
+
+    async def parse_http_body(self, request: Any) -> Any:
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData):
+            data.query = self.persisted.resolve(data.query, data.extensions)
+        return data
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:  # type: ignore[override]
         body = await super().process_result(request, result)
@@ -181,6 +197,7 @@ def create_app(settings: Settings) -> Starlette:
                 broker_up=backend.connected.is_set if isinstance(backend, SupervisedRedisBackend) else bool,
             )
             app.state.hub = live
+            app.state.persisted = graphql.persisted
             hub.install(live)
             live.start()
             try:

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from strawberry.types import ExecutionResult
 
 from pulseboard.errors import ErrorCode
+from pulseboard.persisted import NOT_FOUND, NOT_FOUND_CODE
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -55,3 +56,9 @@ def refusal(request: Request, status: int, reason: str) -> Response:
     headers = {"allow": "POST"} if status == 405 else {}
     media = GRAPHQL_RESPONSE if wants_graphql_response(request) else JSON
     return Response(body, status_code=status, media_type=media, headers=headers)
+
+
+def persisted_query_not_found(request: Request) -> Response:
+    """What Apollo's and urql's persisted-query links expect before retrying with the document."""
+    body = json.dumps({"errors": [{"message": NOT_FOUND, "extensions": {"code": NOT_FOUND_CODE}}]})
+    return Response(body, media_type=GRAPHQL_RESPONSE if wants_graphql_response(request) else JSON)

@@ -15,6 +15,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 
 from pulseboard import telemetry
+from pulseboard.persisted import NOT_FOUND, NOT_FOUND_CODE, PersistedQueryInvalid, PersistedQueryNotFound
 
 MAX_REASON_BYTES = 123  # close reasons must fit a control frame
 
@@ -34,7 +35,9 @@ def _subscribe_problem(message: dict[str, Any]) -> str | None:
     payload = message.get("payload")
     if not isinstance(payload, dict):
         return "Subscribe payload must be an object"
-    if not isinstance(payload.get("query"), str):
+    query = payload.get("query")
+    persisted = isinstance(payload.get("extensions"), dict) and "persistedQuery" in payload["extensions"]
+    if not (isinstance(query, str) or (query is None and persisted)):
         return "Subscribe query must be a string"
     if not _object_or_null(payload.get("variables")):
         return "Subscribe variables must be an object or null"
@@ -88,6 +91,22 @@ class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
         if self.connection_acknowledged and message["id"] in self.operations:
             await self.websocket.close(4409, _reason(f"Subscriber for {message['id']} already exists"))
             return
+        payload = message["payload"]
+        if self.connection_acknowledged and "persistedQuery" in (payload.get("extensions") or {}):
+            try:
+                query = self.view.persisted.resolve(payload.get("query"), payload["extensions"])  # type: ignore[attr-defined]
+            except (PersistedQueryNotFound, PersistedQueryInvalid) as error:
+                text = str(error) or NOT_FOUND
+                code = NOT_FOUND_CODE if isinstance(error, PersistedQueryNotFound) else "BAD_REQUEST"
+                await self.send_message(
+                    {
+                        "id": message["id"],
+                        "type": "error",
+                        "payload": [{"message": text, "extensions": {"code": code}}],
+                    }
+                )
+                return
+            message = {**message, "payload": {**payload, "query": query}}
         await super().handle_subscribe(message)
 
     async def handle_invalid_message(self, error_message: str) -> None:
