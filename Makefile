@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 NODE_STAMP := tests/js/node_modules/.installed
+CLIENTS_STAMP := tests/clients/node_modules/.installed
 
 .PHONY: install run test schema migrations clean
 
@@ -21,10 +22,15 @@ $(NODE_STAMP): tests/js/package.json tests/js/package-lock.json
 	npm ci --prefix tests/js --no-audit --no-fund
 	touch $@
 
+# Apollo Client and urql, as locked, for tests/test_clients.py.
+$(CLIENTS_STAMP): tests/clients/package.json tests/clients/package-lock.json
+	npm ci --prefix tests/clients --no-audit --no-fund
+	touch $@
+
 run: $(STAMP)  ## serve on http://127.0.0.1:8000/graphql (SQLite + memory://, demo data)
 	$(BIN)/python -m pulseboard dev
 
-test: $(STAMP) $(NODE_STAMP)  ## the whole suite on SQLite + memory:// (or PULSEBOARD_TEST_* services), lint, types
+test: $(STAMP) $(NODE_STAMP) $(CLIENTS_STAMP)  ## the whole suite on SQLite + memory:// (or PULSEBOARD_TEST_* services), lint, types
 	$(BIN)/ruff check pulseboard tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -36,4 +42,4 @@ migrations: $(STAMP)  ## write a migration for model changes
 	$(BIN)/tortoise -c pulseboard.settings.TORTOISE_ORM makemigrations
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/*/node_modules
