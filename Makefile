@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 NODE_STAMP := tests/js/node_modules/.installed
 CLIENTS_STAMP := tests/clients/node_modules/.installed
+EXAMPLES_STAMP := examples/node_modules/.installed
 
 .PHONY: install run test schema migrations clean
 
@@ -27,10 +28,15 @@ $(CLIENTS_STAMP): tests/clients/package.json tests/clients/package-lock.json
 	npm ci --prefix tests/clients --no-audit --no-fund
 	touch $@
 
+# GraphQL Code Generator and TypeScript, as locked, for tests/test_codegen.py.
+$(EXAMPLES_STAMP): examples/package.json examples/package-lock.json
+	npm ci --prefix examples --no-audit --no-fund
+	touch $@
+
 run: $(STAMP)  ## serve on http://127.0.0.1:8000/graphql (SQLite + memory://, demo data)
 	$(BIN)/python -m pulseboard dev
 
-test: $(STAMP) $(NODE_STAMP) $(CLIENTS_STAMP)  ## the whole suite on SQLite + memory:// (or PULSEBOARD_TEST_* services), lint, types
+test: $(STAMP) $(NODE_STAMP) $(CLIENTS_STAMP) $(EXAMPLES_STAMP)  ## the whole suite on SQLite + memory:// (or PULSEBOARD_TEST_* services), lint, types
 	$(BIN)/ruff check pulseboard tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -42,4 +48,4 @@ migrations: $(STAMP)  ## write a migration for model changes
 	$(BIN)/tortoise -c pulseboard.settings.TORTOISE_ORM makemigrations
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/*/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/*/node_modules examples/node_modules examples/generated
