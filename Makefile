@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 NODE_STAMP := tests/js/node_modules/.installed
 CLIENTS_STAMP := tests/clients/node_modules/.installed
 EXAMPLES_STAMP := examples/node_modules/.installed
+GRAPHIQL_STAMP := tests/graphiql/node_modules/.installed
 
-.PHONY: install run test schema migrations clean
+.PHONY: install run test schema migrations graphiql chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,10 +34,19 @@ $(EXAMPLES_STAMP): examples/package.json examples/package-lock.json
 	npm ci --prefix examples --no-audit --no-fund
 	touch $@
 
+# playwright-core, which drives Debian's chromium in tests/test_graphiql.py.
+$(GRAPHIQL_STAMP): tests/graphiql/package.json tests/graphiql/package-lock.json
+	npm ci --prefix tests/graphiql --no-audit --no-fund
+	touch $@
+
+# Debian's chromium for the GraphiQL browser test (a package, not a browser download).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
 run: $(STAMP)  ## serve on http://127.0.0.1:8000/graphql (SQLite + memory://, demo data)
 	$(BIN)/python -m pulseboard dev
 
-test: $(STAMP) $(NODE_STAMP) $(CLIENTS_STAMP) $(EXAMPLES_STAMP)  ## the whole suite on SQLite + memory:// (or PULSEBOARD_TEST_* services), lint, types
+test: $(STAMP) $(NODE_STAMP) $(CLIENTS_STAMP) $(EXAMPLES_STAMP) $(GRAPHIQL_STAMP) chromium  ## the whole suite on SQLite + memory:// (or PULSEBOARD_TEST_* services), lint, types
 	$(BIN)/ruff check pulseboard tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -44,8 +54,11 @@ test: $(STAMP) $(NODE_STAMP) $(CLIENTS_STAMP) $(EXAMPLES_STAMP)  ## the whole su
 schema: $(STAMP)  ## regenerate schema.graphql
 	$(BIN)/python -m pulseboard export-schema > schema.graphql
 
+graphiql:  ## rebuild pulseboard/static/graphiql from the pinned npm packages (needs Node 20+)
+	scripts/graphiql/build.sh
+
 migrations: $(STAMP)  ## write a migration for model changes
 	$(BIN)/tortoise -c pulseboard.settings.TORTOISE_ORM makemigrations
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/*/node_modules examples/node_modules examples/generated
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/*/node_modules examples/node_modules examples/generated scripts/graphiql/node_modules

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
@@ -31,7 +31,7 @@ from tortoise import Tortoise, connections
 from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.migrations.api import migrate
 
-from pulseboard import http, telemetry
+from pulseboard import graphiql, http, telemetry
 from pulseboard.auth import claims_from_header
 from pulseboard.limits import BodySizeLimit, ConnectionCounter
 from pulseboard.persisted import PersistedQueries, PersistedQueryInvalid, PersistedQueryNotFound
@@ -88,6 +88,10 @@ class GraphQLApp(GraphQL[Context, None]):
         except PersistedQueryInvalid as error:
             response = http.refusal(request, 400, str(error))
         await response(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:  # type: ignore[override]
+        """GraphiQL from this package (no CDN), prefilled with a dev token in development."""
+        return HTMLResponse(graphiql.page(graphiql.dev_headers(self.settings)))
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         # A GET that names a persisted query is an operation, not a browser asking for the page.
@@ -218,6 +222,7 @@ def create_app(settings: Settings) -> Starlette:
             ),
         ],
         routes=[
+            *([] if settings.production else [graphiql.static_route()]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),

@@ -114,3 +114,11 @@ async def test_one_log_line_per_operation_with_its_error_codes(
     assert entry["error_codes"] == ["UNAUTHENTICATED"]
     assert entry["duration_ms"] >= 0
     assert entry["user_id"] is None
+
+
+async def test_subscriptions_over_http_are_refused_cleanly(api: Api) -> None:
+    response = await api.http.post(
+        "/graphql", json={"query": 'subscription { taskEvents(projectId: "1") { type } }'}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"

@@ -18,6 +18,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from pulseboard.limits import RateLimiter
 from pulseboard.schema.errors import classify
@@ -37,8 +38,12 @@ class Schema(strawberry.Schema):
         self.mask_errors = mask_errors
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:  # type: ignore[override]
-        # Here rather than in an extension: parse errors end the operation before extensions'
-        # exit hooks run.
+        # Subscriptions are served over WebSockets only (the HTTP path here cannot stream them).
+        allowed = kwargs.get("allowed_operation_types")
+        if allowed is not None:
+            kwargs["allowed_operation_types"] = set(allowed) - {OperationType.SUBSCRIPTION}
+        # Errors get their codes here rather than in an extension: parse errors end the
+        # operation before extensions' exit hooks run.
         result = await super().execute(*args, **kwargs)
         if result.errors:
             result.errors = [classify(e, mask=self.mask_errors) for e in result.errors]
