@@ -152,6 +152,18 @@ def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: IO[byte
         time.sleep(0.1)
 
 
+async def listening(server: LiveServer, topic: str, within: float = TIMEOUT) -> None:
+    """Until an in-process server's hub listens on `topic` (a client cannot know when its
+    subscription is live: the protocol does not acknowledge subscribe messages)."""
+    for _ in range(int(within / 0.02)):
+        if server.hub.topics.get(topic, 0) >= 1:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError(f"no listener on {topic} within {within} s: {server.hub.topics}")
+    await asyncio.sleep(0.2)  # the stream reads the topic's head right after it starts listening
+
+
 class WS:
     """A graphql-transport-ws client that asserts the protocol as it goes."""
 

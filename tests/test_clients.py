@@ -10,22 +10,19 @@ these tests fail: they must not be skipped silently."""
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
-from collections.abc import AsyncIterator
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from gql import Client, GraphQLRequest
 from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 
 from pulseboard.models import Role
 from pulseboard.subscriptions import topics
-from tests.live import LiveServer
+from tests.live import LiveServer, listening
+from tests.node import node_for, run_script
 
 CLIENTS = Path(__file__).parent / "clients"
 PACKAGES = ("@apollo/client", "@urql/core", "graphql", "graphql-ws", "rxjs", "ws")
@@ -73,19 +70,6 @@ async def _board(live: LiveServer) -> Board:
     return Board(project, tasks, member)
 
 
-async def _listening(live: LiveServer, project_id: str) -> None:
-    """Until the server's stream for the project is live (a client's READY only says the subscribe
-    message was sent; the protocol has no acknowledgement of a subscription)."""
-    topic = topics.project(int(project_id))
-    for _ in range(int(TIMEOUT / 0.02)):
-        if live.hub.topics.get(topic, 0) >= 1:
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError(f"no listener on {topic} within {TIMEOUT} s: {live.hub.topics}")
-    await asyncio.sleep(0.2)  # the stream reads the topic's head right after it starts listening
-
-
 def _assert_pages(first: dict[str, Any], second: dict[str, Any], board: Board) -> None:
     assert first["ids"] == board.tasks[:2]
     assert first["titles"] == ["Task 1", "Task 2"]
@@ -114,106 +98,24 @@ def _assert_event(event: dict[str, Any], task_id: str, version: int) -> None:
 # Node: Apollo Client 4 and urql 5.
 
 
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not on PATH: these tests run Apollo Client and urql in Node 20+")
-    missing = [p for p in PACKAGES if not (CLIENTS / "node_modules" / p / "package.json").is_file()]
-    if missing:
-        install = "npm ci --prefix tests/clients --no-audit --no-fund"
-        pytest.fail(f"tests/clients/node_modules lacks {missing}: run `{install}`")
-    return node
-
-
-class NodeClient:
-    """apollo.mjs or urql.mjs running in Node; its stdout read line by line as (KIND, json)."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        assert process.stderr is not None
-        self._stderr = asyncio.create_task(process.stderr.read())
-
-    async def line(self, kind: str) -> Any:
-        """The value of the next line, which must be of this kind."""
-        assert self.process.stdout is not None
-        try:
-            raw = await asyncio.wait_for(self.process.stdout.readline(), TIMEOUT)
-        except TimeoutError:
-            raise AssertionError(f"no {kind} from the client within {TIMEOUT} s") from None
-        if not raw:
-            await self.process.wait()
-            raise AssertionError(
-                f"client exited ({self.process.returncode}) before {kind}: {(await self._stderr).decode()}"
-            )
-        got, _, rest = raw.decode().rstrip("\n").partition(" ")
-        assert got == kind, (kind, got, rest)
-        return json.loads(rest) if rest else None
-
-    async def go(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(b"GO\n")
-        await self.process.stdin.drain()
-
-    async def exit_code(self) -> int:
-        try:
-            code = await asyncio.wait_for(self.process.wait(), TIMEOUT)
-        except TimeoutError:
-            raise AssertionError(f"the client did not exit within {TIMEOUT} s") from None
-        await self._stderr
-        return code
-
-    async def stderr(self) -> str:
-        return (await self._stderr).decode()
-
-    async def stop(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        await self._stderr
-
-
-@asynccontextmanager
-async def node_client(live: LiveServer, script: str, board: Board) -> AsyncIterator[NodeClient]:
-    process = await asyncio.create_subprocess_exec(
-        _node(),
-        str(CLIENTS / script),
-        "--http-url",
-        live.url + "/graphql",
-        "--ws-url",
-        live.ws_url,
-        "--token",
-        board.token,
-        "--project",
-        board.project,
-        "--task",
-        board.tasks[0],
-        "--title",
-        NEW_TITLE,
-        "--timeout-ms",
-        str(int(TIMEOUT * 1000)),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=CLIENTS,
-    )
-    client = NodeClient(process)
-    try:
-        yield client
-    finally:
-        await client.stop()
-
-
 async def _run_node(live: LiveServer, script: str) -> tuple[Board, dict[str, Any]]:
     """Runs the script through its whole conversation; what it printed, by kind."""
     board = await _board(live)
-    async with node_client(live, script, board) as client:
-        pages = [await client.line("PAGE"), await client.line("PAGE")]
-        await client.line("READY")
-        await _listening(live, board.project)
-        await client.go()
-        out = {"pages": pages, "mutated": await client.line("MUTATED"), "event": await client.line("EVENT")}
+    node = node_for(CLIENTS, PACKAGES)
+    args = ["--http-url", live.url + "/graphql", "--ws-url", live.ws_url, "--token", board.token]
+    args += ["--project", board.project, "--task", board.tasks[0], "--title", NEW_TITLE]
+    async with run_script(node, CLIENTS / script, *args) as client:
+        pages = [await client.expect("PAGE"), await client.expect("PAGE")]
+        await client.expect("READY")
+        await listening(live, topics.project(int(board.project)))
+        await client.send("GO")
+        out = {
+            "pages": pages,
+            "mutated": await client.expect("MUTATED"),
+            "event": await client.expect("EVENT"),
+        }
         if script == "apollo.mjs":
-            out["cache"] = await client.line("CACHE")
+            out["cache"] = await client.expect("CACHE")
         assert await client.exit_code() == 0, await client.stderr()
     return board, out
 
@@ -288,7 +190,7 @@ async def test_gql_pages_and_mutates_over_http_and_subscribes_over_graphql_trans
 
         event = asyncio.create_task(first_event())
         try:
-            await _listening(live, board.project)
+            await listening(live, topics.project(int(board.project)))
             update = GraphQLRequest(UPDATE_TASK, variable_values={"id": board.tasks[0], "title": NEW_TITLE})
             mutated = (await session.execute(update))["updateTask"]
             received = await asyncio.wait_for(event, TIMEOUT)
