@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -92,6 +93,16 @@ class GraphQLApp(GraphQL[Context, None]):
     async def render_graphql_ide(self, request: Request) -> Response:  # type: ignore[override]
         """GraphiQL from this package (no CDN), prefilled with a dev token in development."""
         return HTMLResponse(graphiql.page(graphiql.dev_headers(self.settings)))
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Nesting deeper than the parser recurses, or integers longer than Python converts, are
+        # malformed JSON for us too (4400 on a socket, 400 over HTTP), not a crash.
+        try:
+            return super().decode_json(data)
+        except json.JSONDecodeError:
+            raise
+        except (RecursionError, ValueError) as error:
+            raise json.JSONDecodeError(f"unusable JSON ({type(error).__name__})", "", 0) from None
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         # A GET that names a persisted query is an operation, not a browser asking for the page.

@@ -41,7 +41,7 @@ def verify_token(secret: str, token: str) -> Claims:
         payload = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]})
     except jwt.ExpiredSignatureError:
         raise unauthenticated("Token expired.") from None
-    except jwt.InvalidTokenError:
+    except (jwt.InvalidTokenError, UnicodeError):
         raise unauthenticated("Invalid token.") from None
     try:
         role = Role(payload.get("role", Role.MEMBER.value))

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from graphql import GraphQLError
+from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from pulseboard.errors import AppError, ErrorCode
@@ -24,6 +25,8 @@ def extensions_for(error: GraphQLError) -> dict[str, Any]:
         return original.extensions
     if (error.extensions or {}).get("code"):
         return error.extensions  # type: ignore[return-value]
+    if isinstance(original, MissingQueryError):
+        return {"code": ErrorCode.GRAPHQL_PARSE_FAILED.value}
     if isinstance(original, (CannotGetOperationTypeError, InvalidOperationTypeError)):
         return {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value}
     if match := _VARIABLE.match(error.message):

@@ -110,21 +110,30 @@ class Hub:
         async with self._lock:
             entry = self._topics.get(topic)
             if entry is None:
-                entry = self._topics[topic] = _Topic(last_seq=await head(topic))
-                ready = asyncio.Event()
-                entry.task = asyncio.create_task(self._relay(topic, entry, ready))
-                await ready.wait()
+                entry = self._topics[topic] = _Topic()
+                try:
+                    entry.last_seq = await head(topic)
+                    ready = asyncio.Event()
+                    entry.task = asyncio.create_task(self._relay(topic, entry, ready))
+                    await ready.wait()
+                except BaseException:  # cancelled while the topic started: leave nothing behind
+                    await self._drop(topic, entry)
+                    raise
             entry.listeners.add(listener)
         try:
             yield listener
         finally:
             async with self._lock:
                 entry.listeners.discard(listener)
-                if not entry.listeners and self._topics.get(topic) is entry:
-                    del self._topics[topic]
-                    if entry.task is not None:
-                        entry.task.cancel()
-                        await asyncio.gather(entry.task, return_exceptions=True)
+                if not entry.listeners:
+                    await self._drop(topic, entry)
+
+    async def _drop(self, topic: str, entry: _Topic) -> None:
+        if self._topics.get(topic) is entry:
+            del self._topics[topic]
+        if entry.task is not None:
+            entry.task.cancel()
+            await asyncio.gather(entry.task, return_exceptions=True)
 
     async def _relay(self, topic: str, entry: _Topic, ready: asyncio.Event) -> None:
         try:

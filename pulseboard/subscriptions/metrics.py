@@ -41,6 +41,7 @@ class _Queue(Generic[T]):
     watchers: set[Watcher[T]] = field(default_factory=set)
     latest: T | None = None
     task: asyncio.Task[None] | None = None
+    listening: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class MetricsEngine:
@@ -67,12 +68,11 @@ class MetricsEngine:
         entry = self._queues.get(topic)
         if entry is None:
             entry = self._queues[topic] = _Queue()
-            listening = asyncio.Event()
-            entry.task = asyncio.create_task(self._run(topic, entry, compute, same, listening))
-            await listening.wait()
-        watcher.put(await compute())
+            entry.task = asyncio.create_task(self._run(topic, entry, compute, same))
         entry.watchers.add(watcher)
         try:
+            await entry.listening.wait()
+            watcher.put(await compute())
             yield watcher
         finally:
             entry.watchers.discard(watcher)
@@ -88,14 +88,13 @@ class MetricsEngine:
         entry: _Queue[T],
         compute: Callable[[], Awaitable[T]],
         same: Callable[[T, T], bool],
-        listening: asyncio.Event,
     ) -> None:
         try:
             async with self.hub.listen(topic) as listener:
-                listening.set()
+                entry.listening.set()
                 await self._refresh(entry, listener, compute, same)
         finally:
-            listening.set()
+            entry.listening.set()
 
     async def _refresh(
         self,

@@ -21,7 +21,8 @@ MAX_REASON_BYTES = 123  # close reasons must fit a control frame
 
 
 def _reason(text: str) -> str:
-    return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+    # Lone surrogates (valid in JSON, not in UTF-8) are replaced rather than crash the close.
+    return text.encode(errors="replace")[:MAX_REASON_BYTES].decode(errors="ignore")
 
 
 def _object_or_null(value: Any) -> bool:
@@ -91,6 +92,10 @@ class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
         if self.connection_acknowledged and message["id"] in self.operations:
             await self.websocket.close(4409, _reason(f"Subscriber for {message['id']} already exists"))
             return
+        limit = self.max_subscriptions_per_connection
+        if self.connection_acknowledged and limit is not None and len(self.operations) >= limit:
+            await self._refuse(message["id"], f"At most {limit} operations per connection.", "BAD_REQUEST")
+            return
         payload = message["payload"]
         if self.connection_acknowledged and "persistedQuery" in (payload.get("extensions") or {}):
             try:
@@ -108,6 +113,11 @@ class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
                 return
             message = {**message, "payload": {**payload, "query": query}}
         await super().handle_subscribe(message)
+
+    async def _refuse(self, id: str, text: str, code: str) -> None:
+        """An `error` message for one operation; the socket stays open."""
+        error = {"message": text, "extensions": {"code": code}}
+        await self.send_message({"id": id, "type": "error", "payload": [error]})  # type: ignore[typeddict-item,arg-type,misc]
 
     async def handle_invalid_message(self, error_message: str) -> None:
         await self.websocket.close(code=4400, reason=_reason(error_message))
