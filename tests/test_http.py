@@ -122,3 +122,18 @@ async def test_subscriptions_over_http_are_refused_cleanly(api: Api) -> None:
     )
     assert response.status_code == 400
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+)
+async def test_cross_site_form_posts_cannot_mutate(api: Api, content_type: str) -> None:
+    """CSRF: what a page on another site can send without a CORS preflight is refused."""
+    token = api.token("ada@example.test")
+    response = await api.http.post(
+        "/graphql",
+        content=b"query=mutation%20%7B%20markAllNotificationsRead%20%7D",
+        headers={"content-type": content_type, "authorization": f"Bearer {token}"},
+    )
+    assert response.status_code in (400, 415)
+    assert "data" not in response.json()
