@@ -39,7 +39,7 @@ from pulseboard.persisted import PersistedQueries, PersistedQueryInvalid, Persis
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.users import upsert_from_claims
 from pulseboard.schema import build_schema
-from pulseboard.settings import Settings, from_env, tortoise_config
+from pulseboard.settings import Settings, channel_namespace, from_env, tortoise_config
 from pulseboard.subscriptions import hub
 from pulseboard.subscriptions.protocol import ProtocolHandler
 from pulseboard.subscriptions.redis_backend import SupervisedRedisBackend
@@ -165,6 +165,10 @@ async def apply_migrations(settings: Settings) -> None:
         await Tortoise.close_connections()
 
 
+def _always() -> bool:
+    return True
+
+
 def broker(url: str) -> BroadcastBackend | None:
     """Our self-reconnecting backend for Redis; broadcaster's own for everything else."""
     scheme = url.split("://", 1)[0]
@@ -209,7 +213,10 @@ def create_app(settings: Settings) -> Starlette:
             live = hub.Hub(
                 broadcast,
                 metrics_interval=settings.metrics_interval_seconds,
-                broker_up=backend.connected.is_set if isinstance(backend, SupervisedRedisBackend) else bool,
+                broker_up=backend.connected.is_set
+                if isinstance(backend, SupervisedRedisBackend)
+                else _always,
+                namespace=channel_namespace(settings),
             )
             app.state.hub = live
             app.state.persisted = graphql.persisted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -26,6 +27,8 @@ class Settings:
     env: str = "development"
     database_url: str = "sqlite://./pulseboard.db"
     broadcast_url: str = "memory://"
+    # Prefix of broker channels; empty: derived from database_url (one namespace per database).
+    broadcast_namespace: str = ""
     jwt_secret: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
@@ -127,6 +130,13 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         values["jwt_secret"] = _dev_secret(DEV_SECRET_FILE)
     values.setdefault("introspection", mode == "development")
     return Settings(**values).check()
+
+
+def channel_namespace(settings: Settings) -> str:
+    """Workers of one database share broker channels; other databases on the same Redis do not."""
+    if settings.broadcast_namespace:
+        return settings.broadcast_namespace
+    return "pulseboard:" + hashlib.sha256(settings.database_url.encode()).hexdigest()[:12] + ":"
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:

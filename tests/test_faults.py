@@ -13,11 +13,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import redis
+from tortoise import timezone
 
 from pulseboard.models import Role
-from pulseboard.settings import Settings
-from pulseboard.subscriptions.encoding import cursor
-from tests.live import free_port, serve, ws
+from pulseboard.settings import Settings, channel_namespace
+from pulseboard.subscriptions.encoding import EventMessage, cursor, encode
+from tests.live import LiveServer, free_port, listening, serve, ws
 
 CREATE_TASK = "mutation($p: ID!, $t: String!) { createTask(input: {projectId: $p, title: $t}) { id } }"
 TASK_EVENTS = "subscription($p: ID!) { taskEvents(projectId: $p) { cursor } }"
@@ -121,3 +122,32 @@ async def test_redis_restart_mid_stream_loses_nothing(settings: Settings, broker
                     break
                 await asyncio.sleep(0.1)
             assert await _ready(live.url) == 200
+
+
+async def test_ready_on_the_default_in_process_broker(live: LiveServer) -> None:
+    assert await _ready(live.url) == 200
+
+
+async def test_deployments_sharing_a_broker_do_not_hear_each_other(live: LiveServer) -> None:
+    """Channels are namespaced per database: an event of another deployment's project 1 on the
+    same Redis, or a message whose topic does not match its channel, never reaches anyone."""
+    token = live.token("ada@example.test", Role.ADMIN)
+    project = (await live.gql(token, 'mutation { createProject(input: {name: "B"}) { id } }'))[
+        "createProject"
+    ]["id"]
+    topic = f"project:{project}"
+    foreign = EventMessage(topic, 1, "CREATED", {"task": {}, "changes": []}, None, timezone.now())
+    async with ws(live, token) as client:
+        await client.subscribe(
+            "1", "subscription($p: ID!) { taskEvents(projectId: $p) { task { title } } }", p=project
+        )
+        await listening(live, topic)
+        await live.hub.broadcast.publish("pulseboard:another-deployment:" + topic, encode(foreign))
+        await live.hub.broadcast.publish(
+            live.hub.namespace + topic, encode(dataclasses.replace(foreign, topic="project:999"))
+        )
+        await live.gql(token, CREATE_TASK, p=project, t="ours")
+        assert (await client.next("1"))["taskEvents"]["task"]["title"] == "ours"
+    assert channel_namespace(live.settings) == live.hub.namespace
+    other = dataclasses.replace(live.settings, database_url=live.settings.database_url + "-other")
+    assert channel_namespace(other) != live.hub.namespace

@@ -73,8 +73,11 @@ class Hub:
         sweep_interval: float = SWEEP_SECONDS,
         queue_size: int = QUEUE_SIZE,
         broker_up: Callable[[], bool] = lambda: True,
+        namespace: str = "",
     ) -> None:
         self.broadcast = broadcast
+        # Prefixed to every broker channel, so deployments sharing a Redis never hear each other.
+        self.namespace = namespace
         self._broker_up = broker_up
         self.queue_size = queue_size
         self.sweep_interval = sweep_interval
@@ -97,7 +100,7 @@ class Hub:
         is committed and the event log still has it."""
         for message in messages:
             try:
-                await self.broadcast.publish(message.topic, encode(message))
+                await self.broadcast.publish(self.namespace + message.topic, encode(message))
                 telemetry.PUBLISHED.labels(telemetry.topic_kind(message.topic)).inc()
             except Exception:
                 telemetry.PUBLISH_FAILURES.inc()
@@ -137,13 +140,15 @@ class Hub:
 
     async def _relay(self, topic: str, entry: _Topic, ready: asyncio.Event) -> None:
         try:
-            async with self.broadcast.subscribe(topic) as subscriber:
+            async with self.broadcast.subscribe(self.namespace + topic) as subscriber:
                 ready.set()
                 async for event in subscriber:  # type: ignore[union-attr]
                     if event is None:
                         break
                     try:
                         message = decode(event.message)
+                        if message.topic != topic:
+                            raise ValueError(f"a {message.topic} event on {topic}")
                     except ValueError:
                         logger.warning("dropped a malformed message on %s", topic)
                         continue
