@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 import pytest
 
 from pulseboard.models import Role
 from pulseboard.settings import Settings
 from pulseboard.subscriptions.encoding import cursor
+from tests.helpers import count_queries
 from tests.live import WS, LiveServer, serve, ws
 
 PROJECT = "mutation($n: String!) { createProject(input: {name: $n}) { id } }"
@@ -324,3 +326,23 @@ async def test_disconnect_cleans_up_every_stream(live: LiveServer) -> None:
         await asyncio.sleep(0.05)
     assert live.hub.topics == {}
     assert live.hub.metrics.watched == {}
+
+
+async def test_an_events_related_rows_are_read_once_per_worker_not_per_subscriber(live: LiveServer) -> None:
+    token = live.token("ada@example.test", Role.ADMIN)
+    p = await project(live, token)
+    query = (
+        "subscription($p: ID!) { taskEvents(projectId: $p) { actor { email } task { createdBy { email } } } }"
+    )
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(ws(live, token)) for _ in range(5)]
+        for client in clients:
+            await subscribed(client, "1", query, p=p)
+        with count_queries() as statements:
+            await live.gql(token, CREATE_TASK, p=p, t="shared")
+            for client in clients:
+                event = (await client.next("1"))["taskEvents"]
+                assert event["actor"] == {"email": "ada@example.test"}
+                assert event["task"]["createdBy"] == {"email": "ada@example.test"}
+    user_lookups = [s for s in statements if 'FROM "users"' in s and '"id" IN' in s]
+    assert len(user_lookups) == 1, user_lookups

@@ -20,6 +20,7 @@ from pulseboard.resolvers.events import restore
 from pulseboard.resolvers.loaders import Loaders
 from pulseboard.schema.types import Ctx, Notification, QueueMetricsType, Task, Ticket, User, queue_metrics
 from pulseboard.subscriptions.encoding import EventMessage, cursor
+from pulseboard.subscriptions.hub import current
 
 T = TypeVar("T")
 
@@ -138,13 +139,16 @@ def _notification_event(message: EventMessage) -> NotificationEvent:
 async def _each(
     info: Ctx, stream: AsyncIterator[EventMessage], build: Callable[[EventMessage], T]
 ) -> AsyncIterator[T]:
+    hub = current()
+    assert hub is not None, "a stream exists only while the app's hub runs"
     active = telemetry.SUBSCRIPTIONS.labels(info.field_name)
     active.inc()
     try:
         async with aclosing(stream):  # type: ignore[type-var]
             async for message in stream:
-                # One socket's context serves all its events: loaders must not serve stale rows.
-                info.context.loaders = Loaders()
+                # Fresh loaders for each event (a socket context lives long), shared by every
+                # local subscriber of that event, so its rows are read once per worker.
+                info.context.loaders = hub.per_event(message, Loaders)
                 telemetry.DELIVERED.labels(telemetry.topic_kind(message.topic)).inc()
                 telemetry.DELIVERY_LATENCY.observe((timezone.now() - message.created_at).total_seconds())
                 yield build(message)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from broadcaster import Broadcast
 
@@ -21,6 +22,9 @@ logger = logging.getLogger("pulseboard.hub")
 
 QUEUE_SIZE = 1000
 SWEEP_SECONDS = 1.0
+PER_EVENT = 1024
+
+T = TypeVar("T")
 
 
 class Listener:
@@ -85,6 +89,7 @@ class Hub:
         self._sweeper: asyncio.Task[None] | None = None
         # Counts of what the hub had to do: inbox overflows and catch-ups from the log.
         self.stats: Counter[str] = Counter()
+        self._per_event: OrderedDict[tuple[str, int], object] = OrderedDict()
         self._topics: dict[str, _Topic] = {}
         # Subscribing and unsubscribing are serialised: broadcaster races on concurrent first
         # subscribers of a channel (STACK-NOTES).
@@ -188,6 +193,17 @@ class Hub:
     def connected(self) -> bool:
         """Whether the broker connection is up."""
         return self._broker_up()
+
+    def per_event(self, message: EventMessage, make: Callable[[], T]) -> T:
+        """One object per event shared by every local subscriber (its loaders: an event's rows are
+        read once per worker, not once per subscriber), kept for the latest PER_EVENT events."""
+        key = (message.topic, message.seq)
+        shared = self._per_event.get(key)
+        if shared is None:
+            shared = self._per_event[key] = make()
+            if len(self._per_event) > PER_EVENT:
+                self._per_event.popitem(last=False)
+        return shared  # type: ignore[return-value]
 
     async def close(self) -> None:
         if self._sweeper is not None:
