@@ -37,6 +37,8 @@ class ProjectMember(Model):
     class Meta:
         table = "project_members"
         unique_together = (("project", "user"),)
+        # The unique index leads with project_id; "my projects" and task visibility look up by user.
+        indexes = [Index(fields=("user_id",), name="project_members_user_idx")]
 
 
 class Task(Model):
@@ -67,7 +69,10 @@ class Task(Model):
 
     class Meta:
         table = "tasks"
-        indexes = [Index(fields=("project_id", "status", "position"), name="tasks_board_idx")]
+        indexes = [
+            Index(fields=("project_id", "status", "position"), name="tasks_board_idx"),
+            Index(fields=("assignee_id",), name="tasks_assignee_idx"),
+        ]
 
 
 class TaskComment(Model):
@@ -85,3 +90,5 @@ class TaskComment(Model):
 
     class Meta:
         table = "task_comments"
+        # A task's comments page in id order, so id rides along: the page is read off the index.
+        indexes = [Index(fields=("task_id", "id"), name="task_comments_task_idx")]

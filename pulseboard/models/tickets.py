@@ -21,6 +21,7 @@ class Queue(Model):
 
     class Meta:
         table = "queues"
+        indexes = [Index(fields=("team_id",), name="queues_team_idx")]
 
 
 class Ticket(Model):
@@ -49,7 +50,12 @@ class Ticket(Model):
 
     class Meta:
         table = "tickets"
-        indexes = [Index(fields=("queue_id", "status"), name="tickets_queue_status_idx")]
+        # Ticket lists run newest first (by id) within a requester's or an assignee's tickets.
+        indexes = [
+            Index(fields=("queue_id", "status"), name="tickets_queue_status_idx"),
+            Index(fields=("requester_id", "id"), name="tickets_requester_idx"),
+            Index(fields=("assignee_id", "id"), name="tickets_assignee_idx"),
+        ]
 
 
 class TicketComment(Model):
@@ -67,3 +73,5 @@ class TicketComment(Model):
 
     class Meta:
         table = "ticket_comments"
+        # A ticket's comments page in id order, so id rides along: the page is read off the index.
+        indexes = [Index(fields=("ticket_id", "id"), name="ticket_comments_ticket_idx")]

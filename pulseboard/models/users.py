@@ -1,6 +1,7 @@
 """People and teams. Users come from JWT claims; no passwords are stored."""
 
 from tortoise import fields
+from tortoise.indexes import Index
 from tortoise.models import Model
 
 from pulseboard.models.enums import Role
@@ -42,3 +43,5 @@ class TeamMember(Model):
     class Meta:
         table = "team_members"
         unique_together = (("team", "user"),)
+        # The unique index leads with team_id; an agent's teams are looked up by user.
+        indexes = [Index(fields=("user_id",), name="team_members_user_idx")]
