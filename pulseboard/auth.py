@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
 from pulseboard.errors import AppError, unauthenticated
 from pulseboard.models.enums import Role
+from pulseboard.resolvers.validation import unstorable
 
 ALGORITHM = "HS256"
+# The widths of the users columns the claims are stored in.
+SUB_MAX = 255
+EMAIL_MAX = 255
+NAME_MAX = 200
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,17 @@ def mint_token(secret: str, *, sub: str, email: str, name: str, role: Role, ttl:
 
 
 def verify_token(secret: str, token: str) -> Claims:
-    """Decode a token or raise UNAUTHENTICATED saying why (never echoing the token)."""
+    """Decode a token or raise UNAUTHENTICATED saying why (never echoing the token). A validly
+    signed token is still refused when no user can be made of its claims."""
     try:
-        payload = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]})
+        payload = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            # PyJWT checks exp, iat and nbf are numbers (and not in the future for iat and nbf)
+            # and that sub is a string; the types and sizes of the rest are checked below.
+            options={"require": ["sub", "exp"], "verify_exp": True, "verify_iat": True, "verify_nbf": True},
+        )
     except jwt.ExpiredSignatureError:
         raise unauthenticated("Token expired.") from None
     except (jwt.InvalidTokenError, UnicodeError):
@@ -47,17 +61,33 @@ def verify_token(secret: str, token: str) -> Claims:
         role = Role(payload.get("role", Role.MEMBER.value))
     except ValueError:
         raise unauthenticated("Invalid token: unknown role.") from None
-    sub = payload["sub"]
-    if not isinstance(sub, str) or not sub:
+    sub = _claim(payload, "sub", SUB_MAX, "subject")
+    if not sub:
         raise unauthenticated("Invalid token: bad subject.")
-    exp = payload.get("exp")
-    return Claims(
-        sub=sub,
-        email=str(payload.get("email") or ""),
-        name=str(payload.get("name") or payload.get("email") or sub),
-        role=role,
-        expires_at=dt.datetime.fromtimestamp(exp, dt.UTC) if exp else None,
-    )
+    email = _claim(payload, "email", EMAIL_MAX, "email")
+    # The fallbacks may be wider than the name column; a shortened one still tells people apart.
+    name = _claim(payload, "name", NAME_MAX, "name") or (email or sub)[:NAME_MAX]
+    return Claims(sub=sub, email=email, name=name, role=role, expires_at=_expiry(payload["exp"]))
+
+
+def _claim(payload: dict[str, Any], key: str, max_length: int, what: str) -> str:
+    """A text claim as it will be stored ("" when absent or null)."""
+    value = payload.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > max_length or unstorable(value):
+        raise unauthenticated(f"Invalid token: bad {what}.")
+    return value
+
+
+def _expiry(exp: object) -> dt.datetime:
+    # PyJWT accepts anything int() takes ("4102444800" too); a NumericDate is a JSON number.
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+        raise unauthenticated("Invalid token: bad expiry.")
+    try:
+        return dt.datetime.fromtimestamp(exp, dt.UTC)
+    except (OverflowError, ValueError, OSError):  # beyond the year 9999
+        raise unauthenticated("Invalid token: bad expiry.") from None
 
 
 def bearer_token(header: str | None) -> str | None:

@@ -29,6 +29,8 @@ class Context:
     expiry: asyncio.TimerHandle | None = None
     # Whether this socket counts against the viewer's open connections.
     counted: bool = False
+    # The client address an anonymous socket is counted under.
+    anonymous_address: str | None = None
 
     def require_viewer(self) -> User:
         if self.viewer is None:

@@ -1,17 +1,24 @@
-"""Keyset pagination behind Relay-style connections: stable under inserts and deletes."""
+"""Keyset pagination behind Relay-style connections: stable under inserts and deletes. Nested
+connections (a list's children) page all their parents in one statement, and count them in one."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
+from pypika_tortoise import Table
+from pypika_tortoise.analytics import RowNumber
+from pypika_tortoise.queries import QueryBuilder
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
+from tortoise.functions import Count
 from tortoise.models import Model
-from tortoise.queryset import QuerySet
+from tortoise.queryset import QuerySet, ValuesListQuery
+from tortoise.router import router
 
 from pulseboard.errors import bad_input
 from pulseboard.settings import Settings
@@ -19,6 +26,7 @@ from pulseboard.settings import Settings
 M = TypeVar("M", bound=Model)
 # Every sort key is a 32-bit integer column; anything outside cannot be a position of ours.
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+RANK = "row_rank"
 
 
 @dataclass
@@ -72,6 +80,34 @@ def page_size(settings: Settings, first: int | None) -> int:
     return first
 
 
+@dataclass(frozen=True)
+class PageArgs:
+    """first and after, checked before anything is read; hashable, so batches group by them."""
+
+    limit: int
+    after: tuple[int, ...] | None
+
+
+def page_args(settings: Settings, first: int | None, after: str | None, arity: int) -> PageArgs:
+    limit = page_size(settings, first)
+    return PageArgs(limit=limit, after=None if after is None else tuple(decode_cursor(after, arity)))
+
+
+def page_of(
+    rows: Sequence[M], *, order: Sequence[str], args: PageArgs, count: Callable[[], Awaitable[int]]
+) -> Page[M]:
+    """The page from up to limit + 1 rows in `order`: one row more than asked tells whether
+    another page follows (also for first: 0)."""
+    items = list(rows[: args.limit])
+    return Page(
+        items=items,
+        cursors=[encode_cursor(_key(row, order)) for row in items],
+        has_next_page=len(rows) > args.limit,
+        has_previous_page=args.after is not None,
+        count=count,
+    )
+
+
 async def paginate(
     query: QuerySet[M],
     *,
@@ -81,17 +117,66 @@ async def paginate(
     settings: Settings,
 ) -> Page[M]:
     """One page of `query` in `order` (integer columns only, the last one unique)."""
-    limit = page_size(settings, first)
+    args = page_args(settings, first, after, len(order))
     rows_query = query
-    if after is not None:
-        rows_query = rows_query.filter(_after(order, decode_cursor(after, len(order))))
-    # One row more than asked tells whether another page follows (also for first: 0).
-    rows = await rows_query.order_by(*order).limit(limit + 1)
-    items = list(rows[:limit])
-    return Page(
-        items=items,
-        cursors=[encode_cursor(_key(row, order)) for row in items],
-        has_next_page=len(rows) > limit,
-        has_previous_page=after is not None,
-        count=query.count,
+    if args.after is not None:
+        rows_query = rows_query.filter(_after(order, args.after))
+    rows = await rows_query.order_by(*order).limit(args.limit + 1)
+    return page_of(rows, order=order, args=args, count=query.count)
+
+
+def ranked_rows(
+    db: BaseDBAsyncClient, model: type[Model], parent: str, parent_ids: Collection[int], args: PageArgs
+) -> QueryBuilder:
+    """The first limit + 1 rows of each parent after args.after, in id order. A LIMIT per parent
+    would take one statement each; ROW_NUMBER over the (parent, id) index does all at once, on
+    SQLite and PostgreSQL alike."""
+    # Whole rows are ranked: ranking ids alone and joining back for the rest leaves PostgreSQL
+    # unable to tell how few rows survive the rank, and it then scans the whole table.
+    table = Table(model._meta.db_table)
+    rank = RowNumber().over(table.field(parent)).orderby(table.id)
+    ranked = (
+        db.query_class.from_(table)
+        .select(table.star, rank.as_(RANK))
+        .where(table.field(parent).isin(sorted(parent_ids)))
     )
+    if args.after is not None:
+        ranked = ranked.where(table.id > args.after[0])
+    ranked = ranked.as_("ranked")
+    columns = model._meta.fields_db_projection.values()
+    return (
+        db.query_class.from_(ranked)
+        .select(*(ranked.field(column) for column in columns))
+        .where(ranked.field(RANK) <= args.limit + 1)
+        .orderby(ranked.field(parent), ranked.field("id"))
+    )
+
+
+async def pages_by_parent(
+    model: type[M], parent: str, parent_ids: Collection[int], args: PageArgs
+) -> dict[int, list[M]]:
+    """Each parent's page of `model` rows by id (up to limit + 1 of them, as page_of expects)."""
+    db = router.db_for_read(model) or model._meta.db
+    sql, values = ranked_rows(db, model, parent, parent_ids, args).get_parameterized_sql()
+    rows: list[M] = await db.executor_class(model=model, db=db).execute_select(sql, values)
+    pages: dict[int, list[M]] = {parent_id: [] for parent_id in parent_ids}
+    for row in rows:
+        pages[getattr(row, parent)].append(row)
+    return pages
+
+
+def counted(model: type[Model], parent: str, parent_ids: Collection[int]) -> ValuesListQuery[Literal[False]]:
+    """(parent id, row count) of the parents that have rows: one grouped COUNT for all."""
+    return (
+        model.filter(**{f"{parent}__in": sorted(parent_ids)})
+        .annotate(count=Count("id"))
+        .group_by(parent)
+        .values_list(parent, "count")
+    )
+
+
+async def counts_by_parent(model: type[Model], parent: str, parent_ids: Collection[int]) -> dict[int, int]:
+    counts = {parent_id: 0 for parent_id in parent_ids}
+    for parent_id, count in await counted(model, parent, parent_ids):
+        counts[parent_id] = count
+    return counts

@@ -34,7 +34,7 @@ async def members(ctx: Context, project: Project) -> list[User]:
 async def create_project(ctx: Context, *, name: str, description: str | None) -> Project:
     viewer = ctx.require_viewer()
     name = text("name", name)
-    description = text("description", description or "", max_length=BODY_MAX, required=False)
+    description = text("description", description or "", max_length=BODY_MAX, required=False, multiline=True)
     async with in_transaction():
         project = await Project.create(name=name, description=description, created_by_id=viewer.id)
         await ProjectMember.create(project_id=project.id, user_id=viewer.id)

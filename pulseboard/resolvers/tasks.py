@@ -14,8 +14,8 @@ from pulseboard.models import NotificationType, Project, Task, TaskComment, Task
 from pulseboard.resolvers import access, notifications
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.events import Transaction, change, snapshot, transaction
-from pulseboard.resolvers.pagination import Page, decode_cursor, encode_cursor, paginate
-from pulseboard.resolvers.validation import BODY_MAX, int_range, text
+from pulseboard.resolvers.pagination import Page, decode_cursor, encode_cursor, page_args, page_of, paginate
+from pulseboard.resolvers.validation import BODY_MAX, in_utc, int_range, text
 from pulseboard.subscriptions import topics
 
 BOARD_ORDER = ["status", "position", "id"]
@@ -69,8 +69,10 @@ async def _reanchored(project_id: int, after: str) -> str:
 
 
 async def comments(ctx: Context, task: Task, *, first: int | None, after: str | None) -> Page[TaskComment]:
-    query = TaskComment.filter(task_id=task.id)
-    return await paginate(query, order=["id"], first=first, after=after, settings=ctx.settings)
+    """Through loaders: a list of tasks reads all their pages and counts in one query each."""
+    args = page_args(ctx.settings, first, after, arity=1)
+    rows = await ctx.loaders.task_comments.load((task.id, args))
+    return page_of(rows, order=["id"], args=args, count=lambda: ctx.loaders.task_comment_counts.load(task.id))
 
 
 async def _check_assignee(project_id: int, assignee_id: object | None) -> int | None:
@@ -144,7 +146,8 @@ async def create_task(
     viewer = ctx.require_viewer()
     project = await access.project_for(viewer, project_id)
     title = text("title", title)
-    description = text("description", description or "", max_length=BODY_MAX, required=False)
+    description = text("description", description or "", max_length=BODY_MAX, required=False, multiline=True)
+    due_at = in_utc("dueAt", due_at)
     assignee = await _check_assignee(project.id, assignee_id)
     status = status or TaskStatus.TODO
     async with transaction(viewer.id) as tx:
@@ -197,8 +200,10 @@ def _checked_update(values: Mapping[str, Any]) -> dict[str, Any]:
         checked["title"] = text("title", checked["title"])
     if "description" in checked:
         checked["description"] = text(
-            "description", checked["description"] or "", max_length=BODY_MAX, required=False
+            "description", checked["description"] or "", max_length=BODY_MAX, required=False, multiline=True
         )
+    if "dueAt" in checked:
+        checked["dueAt"] = in_utc("dueAt", checked["dueAt"])
     if "progress" in checked:
         int_range("progress", checked["progress"], 0, 100)
     return checked
@@ -282,7 +287,7 @@ async def delete_task(ctx: Context, *, task_id: object, expected_version: int | 
 
 async def add_comment(ctx: Context, *, task_id: object, body: str) -> TaskComment:
     viewer = ctx.require_viewer()
-    body = text("body", body, max_length=BODY_MAX)
+    body = text("body", body, max_length=BODY_MAX, multiline=True)
     async with transaction(viewer.id) as tx:
         found = await access.task_for(viewer, task_id)
         comment = await TaskComment.create(task_id=found.id, author_id=viewer.id, body=body, using_db=tx.conn)

@@ -20,7 +20,7 @@ from pulseboard.models import (
 from pulseboard.resolvers import access, notifications
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.events import Transaction, change, snapshot, transaction
-from pulseboard.resolvers.pagination import Page, paginate
+from pulseboard.resolvers.pagination import Page, page_args, page_of, paginate
 from pulseboard.resolvers.validation import BODY_MAX, text
 from pulseboard.subscriptions import topics
 
@@ -59,8 +59,12 @@ async def tickets(
 async def comments(
     ctx: Context, ticket: Ticket, *, first: int | None, after: str | None
 ) -> Page[TicketComment]:
-    query = TicketComment.filter(ticket_id=ticket.id)
-    return await paginate(query, order=["id"], first=first, after=after, settings=ctx.settings)
+    """Through loaders: a list of tickets reads all their pages and counts in one query each."""
+    args = page_args(ctx.settings, first, after, arity=1)
+    rows = await ctx.loaders.ticket_comments.load((ticket.id, args))
+    return page_of(
+        rows, order=["id"], args=args, count=lambda: ctx.loaders.ticket_comment_counts.load(ticket.id)
+    )
 
 
 async def create_ticket(
@@ -69,7 +73,7 @@ async def create_ticket(
     viewer = ctx.require_viewer()
     queue = await access.queue_for(viewer, queue_id)
     title = text("title", title)
-    description = text("description", description or "", max_length=BODY_MAX, required=False)
+    description = text("description", description or "", max_length=BODY_MAX, required=False, multiline=True)
     async with transaction(viewer.id) as tx:
         created = await Ticket.create(
             queue_id=queue.id,
@@ -129,7 +133,7 @@ async def update_ticket(
         checked["title"] = text("title", values["title"] or "")
     if "description" in values:
         checked["description"] = text(
-            "description", values["description"] or "", max_length=BODY_MAX, required=False
+            "description", values["description"] or "", max_length=BODY_MAX, required=False, multiline=True
         )
     async with transaction(ctx.require_viewer().id) as tx:
         current = await _writable(ctx, tx, ticket_id, expected_version)
@@ -228,7 +232,7 @@ async def set_priority(
 
 async def add_comment(ctx: Context, *, ticket_id: object, body: str) -> TicketComment:
     viewer = ctx.require_viewer()
-    body = text("body", body, max_length=BODY_MAX)
+    body = text("body", body, max_length=BODY_MAX, multiline=True)
     found, _ = await access.ticket_for(viewer, ticket_id)
     async with transaction(viewer.id) as tx:
         current = await _locked(tx, found.id, None)
