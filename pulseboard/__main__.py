@@ -20,7 +20,7 @@ from pulseboard.app import apply_migrations
 from pulseboard.auth import mint_token
 from pulseboard.models import Role
 from pulseboard.seed import ADMIN, MEMBER, DemoUser, seed
-from pulseboard.settings import Settings, SettingsError, from_env, tortoise_config
+from pulseboard.settings import Settings, SettingsError, export, from_env, tortoise_config
 from pulseboard.subscriptions.protocol import ProtocolHandler
 from pulseboard.telemetry import configure_logging
 
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "serve":
             overrides = {k: getattr(args, k) for k in ("host", "port", "workers") if getattr(args, k)}
             settings = replace(settings, **overrides).check()
+            export(settings, tuple(overrides))
     except SettingsError as error:
         sys.exit(f"pulseboard: {error}")
     configure_logging(settings.log_level, settings.log_format)

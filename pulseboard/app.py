@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -52,9 +53,15 @@ class GraphQLApp(GraphQL[Context, None]):
 
     def __init__(self, settings: Settings) -> None:
         self.connections = ConnectionCounter(limit=settings.connections_per_user)
-        self.persisted = PersistedQueries()
+        self.anonymous = ConnectionCounter(limit=settings.anonymous_connections_per_address)
+        self.persisted = PersistedQueries(
+            max_count=settings.persisted_queries_max_count,
+            max_bytes=settings.persisted_queries_max_bytes,
+            max_document_bytes=settings.persisted_query_max_bytes,
+        )
+        self.documents = (schema := build_schema(settings)).documents
         super().__init__(
-            build_schema(settings),
+            schema,
             graphql_ide=None if settings.production else "graphiql",
             subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
             connection_init_wait_timeout=dt.timedelta(seconds=settings.connection_init_timeout_seconds),
@@ -92,7 +99,7 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def render_graphql_ide(self, request: Request) -> Response:  # type: ignore[override]
         """GraphiQL from this package (no CDN), prefilled with a dev token in development."""
-        return HTMLResponse(graphiql.page(graphiql.dev_headers(self.settings)))
+        return HTMLResponse(graphiql.page(graphiql.dev_headers(self.settings, request)))
 
     def decode_json(self, data: str | bytes) -> object:
         # Nesting deeper than the parser recurses, or integers longer than Python converts, are
@@ -111,8 +118,16 @@ class GraphQLApp(GraphQL[Context, None]):
     async def parse_http_body(self, request: Any) -> Any:
         data = await super().parse_http_body(request)
         if isinstance(data, GraphQLRequestData):
-            data.query = self.persisted.resolve(data.query, data.extensions)
+            data.query = self.persist(data.query, data.extensions, data.operation_name, data.variables)
         return data
+
+    def persist(self, query: str | None, extensions: Any, operation_name: Any, variables: Any) -> str | None:
+        """The document a request runs, registering a persisted query only once it would run."""
+
+        def runs(document: str) -> bool:
+            return not self.documents.errors(document, operation_name, variables)
+
+        return self.persisted.resolve(query, extensions, acceptable=runs)
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:  # type: ignore[override]
         body = await super().process_result(request, result)
@@ -132,7 +147,13 @@ class GraphQLApp(GraphQL[Context, None]):
             context.viewer, context.auth_error = await upsert_from_claims(claims), None
             context.expires_at = claims.expires_at
         if context.viewer is None:
-            return UNSET  # anonymous: operations that need a viewer answer UNAUTHENTICATED
+            # Anonymous: operations that need a viewer answer UNAUTHENTICATED; the socket is
+            # counted per client address and closed once idle (ProtocolHandler).
+            address = context.request.client.host if context.request.client else ""
+            if not self.anonymous.acquire(address):
+                raise ConnectionRejectionError({"message": "Too many connections without a token."})
+            context.anonymous_address = address
+            return UNSET
         if not self.connections.acquire(context.viewer.id):
             context.viewer = None
             raise ConnectionRejectionError({"message": "Too many open connections."})
@@ -147,6 +168,9 @@ class GraphQLApp(GraphQL[Context, None]):
     async def on_ws_disconnect(self, context: Context) -> None:
         if context.expiry is not None:
             context.expiry.cancel()
+        if context.anonymous_address is not None:
+            self.anonymous.release(context.anonymous_address)
+            context.anonymous_address = None
         if context.counted and context.viewer is not None:
             self.connections.release(context.viewer.id)
             context.counted = False
@@ -180,8 +204,20 @@ async def healthz(_: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-async def metrics(_: Request) -> Response:
-    """Prometheus text exposition of this worker's metrics."""
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition of this worker's metrics.
+
+    With PULSEBOARD_METRICS_TOKEN set, only for `Authorization: Bearer <token>`. In production
+    without a token it answers 404 like an unknown path: traffic figures are not public, and a
+    deployment that forgot the token should see its scrapes fail rather than expose them."""
+    settings: Settings = request.app.state.settings
+    if settings.metrics_token:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        given = credentials.strip().encode() if scheme.lower() == "bearer" else b""
+        if not hmac.compare_digest(given, settings.metrics_token.encode()):
+            return PlainTextResponse("Unauthorized", status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    elif settings.production:
+        return PlainTextResponse("Not Found", status_code=404)
     return Response(telemetry.exposition(), media_type=telemetry.CONTENT_TYPE)
 
 
@@ -219,7 +255,9 @@ def create_app(settings: Settings) -> Starlette:
                 namespace=channel_namespace(settings),
             )
             app.state.hub = live
+            app.state.settings = settings
             app.state.persisted = graphql.persisted
+            app.state.documents = graphql.documents
             hub.install(live)
             live.start()
             try:

@@ -7,11 +7,13 @@ so serving needs no Node). In development its headers editor is prefilled with a
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 from collections.abc import Mapping
 from functools import cache
 from importlib.resources import files
 
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
@@ -42,14 +44,26 @@ def page(headers: Mapping[str, str]) -> str:
     return _template().replace(PLACEHOLDER, payload)
 
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+def is_loopback(host: str) -> bool:
+    """A loopback address or name: only this machine can reach or be named by it."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
-def dev_headers(settings: Settings, demo: DemoUser = ADMIN) -> dict[str, str]:
-    """The headers GraphiQL starts with: a fresh token of a demo user in development (the one
-    `python -m pulseboard dev` prints first), none in production."""
-    if settings.production or settings.host not in LOOPBACK:
-        return {}  # a prefilled admin token only for a server nobody else can reach
+def dev_headers(settings: Settings, request: Request, demo: DemoUser = ADMIN) -> dict[str, str]:
+    """The headers GraphiQL starts with: a fresh token of a demo user (the one `python -m
+    pulseboard dev` prints first) only in development, only on a server that listens on a
+    loopback address, and only for a request from this machine that names a loopback host (a
+    foreign Host header is a DNS-rebinding page); none otherwise."""
+    client = request.client.host if request.client else ""
+    local = is_loopback(settings.host) and is_loopback(client) and is_loopback(request.url.hostname or "")
+    if settings.production or not local:
+        return {}
     token = mint_token(
         settings.jwt_secret,
         sub=demo.email,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -85,38 +86,45 @@ class RateLimiter:
     burst: int
     _buckets: dict[int, _Bucket] = field(default_factory=dict)
 
-    def check(self, user_id: int) -> None:
+    def check(self, user_id: int, count: int = 1) -> None:
+        """Take `count` tokens for one request, or refuse it whole."""
+        if count > self.burst:
+            raise AppError(
+                ErrorCode.RATE_LIMITED,
+                f"At most {self.burst} mutations are allowed in one request ({count} sent).",
+                retryAfterSeconds=None,
+            )
         now = time.monotonic()
         bucket = self._buckets.setdefault(user_id, _Bucket(tokens=self.burst, updated=now))
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now
-        if bucket.tokens < 1:
-            retry = (1 - bucket.tokens) / self.rate
+        if bucket.tokens < count:
+            retry = (count - bucket.tokens) / self.rate
             raise AppError(
                 ErrorCode.RATE_LIMITED,
                 f"Too many mutations; retry in {retry:.1f} s.",
                 retryAfterSeconds=round(retry, 2),
             )
-        bucket.tokens -= 1
+        bucket.tokens -= count
 
 
 @dataclass
 class ConnectionCounter:
-    """Open WebSockets per user in this worker."""
+    """Open WebSockets per key (a user, or a client address for anonymous sockets) in this worker."""
 
     limit: int
-    _open: Counter[int] = field(default_factory=Counter)
+    _open: Counter[Hashable] = field(default_factory=Counter)
 
-    def acquire(self, user_id: int) -> bool:
-        if self._open[user_id] >= self.limit:
+    def acquire(self, key: Hashable) -> bool:
+        if self._open[key] >= self.limit:
             return False
-        self._open[user_id] += 1
+        self._open[key] += 1
         return True
 
-    def release(self, user_id: int) -> None:
-        self._open[user_id] -= 1
-        if self._open[user_id] <= 0:
-            del self._open[user_id]
+    def release(self, key: Hashable) -> None:
+        self._open[key] -= 1
+        if self._open[key] <= 0:
+            del self._open[key]
 
     @property
     def total(self) -> int:

@@ -1,17 +1,19 @@
 """Automatic persisted queries, the protocol Apollo and urql clients speak: a request may carry
 `extensions.persistedQuery.sha256Hash` instead of its document; an unknown hash answers
 PersistedQueryNotFound and the client retries with the document, which is then remembered.
-Kept per worker in a bounded LRU: a miss only costs the client one retry."""
+Kept per worker in an LRU bounded by count and by bytes: a miss only costs the client one retry.
+A document is remembered only once it has parsed, validated and passed the limits, and only up
+to a size, so anonymous registrations cannot fill memory with junk."""
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 NOT_FOUND = "PersistedQueryNotFound"
 NOT_FOUND_CODE = "PERSISTED_QUERY_NOT_FOUND"
-MAX_DOCUMENTS = 5000
 
 
 class PersistedQueryNotFound(Exception):
@@ -23,15 +25,25 @@ class PersistedQueryInvalid(ValueError):
 
 
 class PersistedQueries:
-    def __init__(self, size: int = MAX_DOCUMENTS) -> None:
-        self.size = size
+    def __init__(self, *, max_count: int, max_bytes: int, max_document_bytes: int) -> None:
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self.max_document_bytes = max_document_bytes
         self._documents: OrderedDict[str, str] = OrderedDict()
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._documents)
 
-    def resolve(self, query: str | None, extensions: dict[str, Any] | None) -> str | None:
-        """The document to execute: `query`, or the one its hash names."""
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def resolve(
+        self, query: str | None, extensions: dict[str, Any] | None, *, acceptable: Callable[[str], bool]
+    ) -> str | None:
+        """The document to execute: `query`, or the one its hash names. A document sent with its
+        hash is remembered when `acceptable(document)` says it would run."""
         persisted = (extensions or {}).get("persistedQuery")
         if persisted is None:
             return query
@@ -46,10 +58,18 @@ class PersistedQueries:
                 raise PersistedQueryNotFound
             self._documents.move_to_end(digest)
             return document
-        if hashlib.sha256(query.encode()).hexdigest() != digest:
+        encoded = query.encode(errors="surrogatepass")
+        if hashlib.sha256(encoded).hexdigest() != digest:
             raise PersistedQueryInvalid("provided sha does not match query")
-        self._documents[digest] = query
-        self._documents.move_to_end(digest)
-        while len(self._documents) > self.size:
-            self._documents.popitem(last=False)
+        if digest in self._documents:
+            self._documents.move_to_end(digest)
+        elif len(encoded) <= self.max_document_bytes and acceptable(query):
+            self._store(digest, query, len(encoded))
         return query
+
+    def _store(self, digest: str, query: str, size: int) -> None:
+        self._documents[digest] = query
+        self._bytes += size
+        while len(self._documents) > self.max_count or self._bytes > self.max_bytes:
+            _, old = self._documents.popitem(last=False)
+            self._bytes -= len(old.encode(errors="surrogatepass"))

@@ -43,16 +43,31 @@ class Settings:
     mutations_per_second: float = 20.0
     mutation_burst: int = 40
     connections_per_user: int = 20
+    # Sockets without a token: how many one client address may hold open, and how long one may
+    # stay open without an operation running before it is closed.
+    anonymous_connections_per_address: int = 20
+    anonymous_socket_idle_seconds: float = 10.0
     cors_origins: tuple[str, ...] = ()
     shutdown_timeout_seconds: float = 10.0
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 2000
+    # Estimated rows one operation (or one subscription event) may touch; see schema/documents.py.
+    max_query_cost: int = 5000
+    # The same estimate for one event of a subscription: it is paid per subscriber per event.
+    max_subscription_event_cost: int = 100
+    # Automatic persisted queries kept per worker: how many, how many bytes in all, and the
+    # largest document that may be registered.
+    persisted_queries_max_count: int = 2000
+    persisted_queries_max_bytes: int = 8 * 1024 * 1024
+    persisted_query_max_bytes: int = 32 * 1024
     page_size_default: int = 20
     page_size_max: int = 100
     introspection: bool = True
     log_level: str = "INFO"
     log_format: str = "text"
+    # Bearer token that /metrics requires when set; in production /metrics is off without one.
+    metrics_token: str = ""
 
     @property
     def production(self) -> bool:
@@ -130,6 +145,15 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         values["jwt_secret"] = _dev_secret(DEV_SECRET_FILE)
     values.setdefault("introspection", mode == "development")
     return Settings(**values).check()
+
+
+def export(settings: Settings, names: tuple[str, ...]) -> None:
+    """Put `names` of `settings` into the environment, where uvicorn's app factory (in this
+    process or in each spawned worker) reads its settings from: command-line overrides must
+    reach the app as well as the server."""
+    for name in names:
+        value = getattr(settings, name)
+        os.environ[f"PULSEBOARD_{name.upper()}"] = ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 def channel_namespace(settings: Settings) -> str:

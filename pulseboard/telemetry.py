@@ -4,6 +4,7 @@ Metrics are per process: with several workers, scrape each (or front them with a
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -12,8 +13,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 REGISTRY = CollectorRegistry()
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_MAX_NAMES = 200
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# C0, DEL, C1 and the Unicode line and paragraph separators: anything a terminal or log viewer
+# may take as the end of a line or as a command.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 CONNECTIONS = Gauge("pulseboard_ws_connections", "Open GraphQL WebSockets.", registry=REGISTRY)
 SUBSCRIPTIONS = Gauge(
@@ -46,21 +50,22 @@ RESUMES = Counter(
     "pulseboard_resumes_total", "Subscriptions started with an after: cursor.", registry=REGISTRY
 )
 HUB_TOPICS = Gauge("pulseboard_hub_topics", "Topics with local listeners.", registry=REGISTRY)
+# Labelled by the operation's first root field, not its client-chosen name: only the schema's
+# field names (or "invalid", "other") can become label values, so clients cannot mint series.
 OPERATIONS = Counter(
     "pulseboard_operations_total",
-    "GraphQL operations by type, name and outcome.",
-    ["type", "name", "outcome"],
+    "GraphQL operations by type, first root field and outcome.",
+    ["type", "field", "outcome"],
     registry=REGISTRY,
 )
 DURATION = Histogram(
     "pulseboard_operation_duration_seconds",
     "GraphQL operation duration (a subscription's is its lifetime).",
-    ["type", "name"],
+    ["type", "field"],
     registry=REGISTRY,
 )
 ERRORS = Counter("pulseboard_errors_total", "Errors by extensions.code.", ["code"], registry=REGISTRY)
 
-_names: set[str] = set()
 operations_log = logging.getLogger("pulseboard.operations")
 
 
@@ -70,24 +75,19 @@ def topic_kind(topic: str) -> str:
     return rest.rsplit(":", 1)[-1] if head == "user" else head
 
 
-def operation_label(name: str | None) -> str:
-    """Client-chosen names are bounded: well-formed ones, up to a cap, else 'other'."""
-    if not name:
-        return "anonymous"
-    if name in _names:
-        return name
-    if _NAME.match(name) and len(_names) < _MAX_NAMES:
-        _names.add(name)
-        return name
-    return "other"
-
-
 def observe_operation(
-    *, kind: str, name: str | None, seconds: float, codes: list[str], user_id: int | None
+    *,
+    kind: str,
+    name: str | None,
+    field: str,
+    seconds: float,
+    codes: list[str],
+    user_id: int | None,
 ) -> None:
-    label = operation_label(name)
-    OPERATIONS.labels(kind, label, "error" if codes else "ok").inc()
-    DURATION.labels(kind, label).observe(seconds)
+    """`field` labels the metrics and must come from the schema; `name` is the client's and is
+    only logged."""
+    OPERATIONS.labels(kind, field, "error" if codes else "ok").inc()
+    DURATION.labels(kind, field).observe(seconds)
     for code in codes:
         ERRORS.labels(code).inc()
     operations_log.info(
@@ -129,10 +129,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+def escape_controls(text: str) -> str:
+    """`text` on one line: control characters as backslash escapes (\\n, \\x1b, \\u2028)."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+class TextFormatter(logging.Formatter):
+    """Messages carry client text (operation names, say): a newline in it must not start what
+    reads as another record. Tracebacks are appended unescaped: they are the server's own."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        if not _CONTROL.search(record.message):
+            return super().formatMessage(record)
+        safe = copy.copy(record)  # other handlers (and caplog) keep the record as logged
+        safe.message = escape_controls(record.message)
+        return super().formatMessage(safe)
+
+
+def formatter(fmt: str) -> logging.Formatter:
+    """The formatter of PULSEBOARD_LOG_FORMAT (a record's message is one line in either)."""
+    return JsonFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT)
+
+
 def configure_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(fmt))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

@@ -89,7 +89,7 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield Api(http, settings)
+            yield Api(http, settings, app)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from starlette.applications import Starlette
 
 from pulseboard.auth import mint_token
 from pulseboard.models import Role
@@ -28,9 +29,15 @@ class Person:
 
 
 class Api:
-    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+    def __init__(self, http: httpx.AsyncClient, settings: Settings, app: Starlette | None = None) -> None:
         self.http = http
         self.settings = settings
+        self._app = app
+
+    @property
+    def app(self) -> Starlette:
+        assert self._app is not None, "this Api was made without its app"
+        return self._app
 
     def token(
         self, email: str, role: Role = Role.MEMBER, *, ttl: dt.timedelta = dt.timedelta(hours=1)

@@ -95,7 +95,7 @@ async def test_metrics_expose_operations_connections_and_events(live: LiveServer
 
     assert value("pulseboard_ws_connections") >= 1
     assert value('pulseboard_subscriptions_active{field="taskEvents"}') >= 1
-    assert value('pulseboard_operations_total{name="AddTask",outcome="ok",type="mutation"}') >= 1
+    assert value('pulseboard_operations_total{field="createTask",outcome="ok",type="mutation"}') >= 1
     assert value('pulseboard_events_published_total{kind="project"}') >= 1
     assert value('pulseboard_events_delivered_total{kind="project"}') >= 1
     assert value("pulseboard_delivery_latency_seconds_count") >= 1

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import (
-    DisableIntrospection,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from pulseboard.limits import RateLimiter
+from pulseboard.schema.documents import Documents, Guard, Limits
 from pulseboard.schema.errors import classify
 from pulseboard.schema.mutation import Mutation
 from pulseboard.schema.observe import Observe
@@ -31,11 +23,19 @@ from pulseboard.settings import Settings
 
 
 class Schema(strawberry.Schema):
-    """Every error leaves with an `extensions.code`; unexpected ones are masked in production."""
+    """Every error leaves with an `extensions.code`; unexpected ones are masked in production.
+    Documents are parsed, validated and limit-checked once per worker (`self.documents`)."""
 
-    def __init__(self, *args: Any, mask_errors: bool, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.mask_errors = mask_errors
+        self.mask_errors = settings.production
+        self.documents = Documents(
+            self._schema,
+            Limits.from_settings(settings),
+            introspection=settings.introspection,
+            hide_suggestions=settings.production,
+        )
+        self.extensions = (*self.extensions, lambda: Guard(self.documents))
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:  # type: ignore[override]
         # Subscriptions are served over WebSockets only (the HTTP path here cannot stream them).
@@ -65,36 +65,15 @@ class Schema(strawberry.Schema):
         return None
 
 
-class ParserCache(strawberry.extensions.ParserCache):
-    """Strawberry's ParserCache raises syntax errors outside the operation's error handling; this
-    one leaves a document that fails to parse to Strawberry's own parse, which reports it."""
-
-    def on_parse(self) -> Iterator[None]:
-        with contextlib.suppress(GraphQLError):
-            context = self.execution_context
-            context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
-        yield
-
-
 def build_schema(settings: Settings) -> Schema:
     limiter = RateLimiter(rate=settings.mutations_per_second, burst=settings.mutation_burst)
-    extensions: list[Callable[[], SchemaExtension]] = [
-        Observe,
-        lambda: MutationRateLimit(limiter),
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: ParserCache(maxsize=512),
-        lambda: ValidationCache(maxsize=512),
-    ]
-    if not settings.introspection:
-        extensions.append(DisableIntrospection)
+    extensions: list[Callable[[], SchemaExtension]] = [Observe, lambda: MutationRateLimit(limiter)]
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
-        mask_errors=settings.production,
+        settings=settings,
     )
 
 

@@ -15,6 +15,8 @@ from pulseboard.errors import AppError, ErrorCode
 logger = logging.getLogger("pulseboard.errors")
 
 _VARIABLE = re.compile(r"^Variable '\$(\w+)'")
+# graphql-core's hints at schema names; in production they would leak what introspection hides.
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 MASKED_MESSAGE = "Internal server error."
 
 
@@ -46,6 +48,10 @@ def classify(error: GraphQLError, *, mask: bool) -> GraphQLError:
     """The error as the client should see it: with a code, and without internals when masked."""
     extensions = extensions_for(error)
     if extensions["code"] != ErrorCode.INTERNAL_SERVER_ERROR.value:
+        if mask and "Did you mean" in error.message:
+            return GraphQLError(
+                _SUGGESTION.sub("", error.message), nodes=error.nodes, path=error.path, extensions=extensions
+            )
         error.extensions = extensions
         return error
     logger.error("unexpected error in %s", error.path, exc_info=error.original_error)

@@ -7,6 +7,8 @@ payload is accepted, and a document that fails to parse or names an unknown oper
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any, ClassVar
 
 from graphql import GraphQLError
@@ -52,6 +54,7 @@ def _subscribe_problem(message: dict[str, Any]) -> str | None:
 class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
     # The sockets this worker serves, so a graceful shutdown can close them with 1001.
     open: ClassVar[set[ProtocolHandler]] = set()
+    idle_task: asyncio.Task[None] | None = None
 
     async def handle(self) -> None:
         ProtocolHandler.open.add(self)
@@ -59,12 +62,29 @@ class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
         try:
             await super().handle()
         finally:
+            if self.idle_task is not None:
+                self.idle_task.cancel()
             telemetry.CONNECTIONS.dec()
             ProtocolHandler.open.discard(self)
             await self.view.on_ws_disconnect(self.context)  # type: ignore[attr-defined]
 
     async def close(self, code: int, reason: str) -> None:
         await self.websocket.close(code=code, reason=_reason(reason))
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self.context.anonymous_address is not None:
+            idle = self.view.settings.anonymous_socket_idle_seconds  # type: ignore[attr-defined]
+            self.idle_task = asyncio.create_task(self._close_when_idle(idle))
+
+    async def _close_when_idle(self, seconds: float) -> None:
+        """A socket without a token that runs no operation for `seconds` is closed (4403)."""
+        while True:
+            await asyncio.sleep(seconds)
+            if not self.operations:
+                with contextlib.suppress(Exception):  # closed already
+                    await self.close(4403, "Authentication required")
+                return
 
     async def handle_message(self, message: Any) -> None:  # type: ignore[override]
         problem = self._problem(message)
@@ -99,7 +119,12 @@ class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
         payload = message["payload"]
         if self.connection_acknowledged and "persistedQuery" in (payload.get("extensions") or {}):
             try:
-                query = self.view.persisted.resolve(payload.get("query"), payload["extensions"])  # type: ignore[attr-defined]
+                query = self.view.persist(  # type: ignore[attr-defined]
+                    payload.get("query"),
+                    payload["extensions"],
+                    payload.get("operationName"),
+                    payload.get("variables"),
+                )
             except (PersistedQueryNotFound, PersistedQueryInvalid) as error:
                 text = str(error) or NOT_FOUND
                 code = NOT_FOUND_CODE if isinstance(error, PersistedQueryNotFound) else "BAD_REQUEST"
