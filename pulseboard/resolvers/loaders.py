@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import TypeVar
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 from tortoise.models import Model
@@ -13,14 +14,25 @@ from pulseboard.models import Project, ProjectMember, Queue, TaskComment, Team, 
 from pulseboard.resolvers.pagination import PageArgs, counts_by_parent, pages_by_parent
 
 M = TypeVar("M", bound=Model)
+K = TypeVar("K")
+T = TypeVar("T")
 
 
-def _by_id(model: type[M]) -> DataLoader[int, M | None]:
+class SharedLoader(DataLoader[K, T]):
+    """A loader several subscribers wait on at once. Each waits on its own shield of the load, so
+    one that is cancelled (it completed or disconnected mid-event) cannot cancel the load that
+    the others wait for, which a bare shared future would."""
+
+    def load(self, key: K) -> Awaitable[T]:
+        return asyncio.shield(super().load(key))
+
+
+def _by_id(model: type[M], kind: type[DataLoader[Any, Any]]) -> DataLoader[int, M | None]:
     async def load(ids: Sequence[int]) -> list[M | None]:
         rows = {row.pk: row for row in await model.filter(id__in=list(ids))}
         return [rows.get(i) for i in ids]
 
-    return DataLoader(load_fn=load)
+    return kind(load_fn=load)
 
 
 async def _project_members(project_ids: Sequence[int]) -> list[list[User]]:
@@ -38,7 +50,9 @@ PageKey = tuple[int, PageArgs]
 
 # Children loaders are uncached: a later mutation of the same request may add a child, and its
 # pages and counts must show it, as they did when each field ran its own query.
-def _child_pages(model: type[M], parent: str) -> DataLoader[PageKey, list[M]]:
+def _child_pages(
+    model: type[M], parent: str, kind: type[DataLoader[Any, Any]]
+) -> DataLoader[PageKey, list[M]]:
     async def load(keys: Sequence[PageKey]) -> list[list[M]]:
         parents: dict[PageArgs, set[int]] = defaultdict(set)
         for parent_id, args in keys:
@@ -49,27 +63,29 @@ def _child_pages(model: type[M], parent: str) -> DataLoader[PageKey, list[M]]:
                 pages[parent_id, args] = rows
         return [pages[key] for key in keys]
 
-    return DataLoader(load_fn=load, cache=False)
+    return kind(load_fn=load, cache=False)
 
 
-def _child_counts(model: type[Model], parent: str) -> DataLoader[int, int]:
+def _child_counts(model: type[Model], parent: str, kind: type[DataLoader[Any, Any]]) -> DataLoader[int, int]:
     async def load(parent_ids: Sequence[int]) -> list[int]:
         counts = await counts_by_parent(model, parent, set(parent_ids))
         return [counts[parent_id] for parent_id in parent_ids]
 
-    return DataLoader(load_fn=load, cache=False)
+    return kind(load_fn=load, cache=False)
 
 
 class Loaders:
-    """Created per request (and per subscription event later) so nothing goes stale."""
+    """Created per request, and per subscription event (`shared` by that event's subscribers),
+    so nothing goes stale."""
 
-    def __init__(self) -> None:
-        self.user = _by_id(User)
-        self.project = _by_id(Project)
-        self.queue = _by_id(Queue)
-        self.team = _by_id(Team)
-        self.project_members: DataLoader[int, list[User]] = DataLoader(load_fn=_project_members)
-        self.task_comments = _child_pages(TaskComment, "task_id")
-        self.task_comment_counts = _child_counts(TaskComment, "task_id")
-        self.ticket_comments = _child_pages(TicketComment, "ticket_id")
-        self.ticket_comment_counts = _child_counts(TicketComment, "ticket_id")
+    def __init__(self, *, shared: bool = False) -> None:
+        kind: type[DataLoader[Any, Any]] = SharedLoader if shared else DataLoader
+        self.user = _by_id(User, kind)
+        self.project = _by_id(Project, kind)
+        self.queue = _by_id(Queue, kind)
+        self.team = _by_id(Team, kind)
+        self.project_members: DataLoader[int, list[User]] = kind(load_fn=_project_members)
+        self.task_comments = _child_pages(TaskComment, "task_id", kind)
+        self.task_comment_counts = _child_counts(TaskComment, "task_id", kind)
+        self.ticket_comments = _child_pages(TicketComment, "ticket_id", kind)
+        self.ticket_comment_counts = _child_counts(TicketComment, "ticket_id", kind)

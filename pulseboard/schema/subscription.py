@@ -148,7 +148,7 @@ async def _each(
             async for message in stream:
                 # Fresh loaders for each event (a socket context lives long), shared by every
                 # local subscriber of that event, so its rows are read once per worker.
-                info.context.loaders = hub.per_event(message, Loaders)
+                info.context.loaders = hub.per_event(message, lambda: Loaders(shared=True))
                 telemetry.DELIVERED.labels(telemetry.topic_kind(message.topic)).inc()
                 telemetry.DELIVERY_LATENCY.observe((timezone.now() - message.created_at).total_seconds())
                 yield build(message)
