@@ -22,6 +22,7 @@ from pulseboard.app import apply_migrations, create_app
 from pulseboard.settings import Settings
 from tests.helpers import Api
 from tests.live import LiveServer, serve
+from tests.services import private_postgres, private_redis  # noqa: F401
 
 BASE_DATABASE_URL = os.environ.get("PULSEBOARD_TEST_DATABASE_URL", "")
 BROADCAST_URL = os.environ.get("PULSEBOARD_TEST_BROADCAST_URL", "memory://")

@@ -4,68 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import redis
 from tortoise import timezone
 
 from pulseboard.models import Role
 from pulseboard.settings import Settings, channel_namespace
 from pulseboard.subscriptions.encoding import EventMessage, cursor, encode
-from tests.live import LiveServer, free_port, listening, serve, ws
+from tests.live import LiveServer, listening, serve, ws
+from tests.services import RedisServer
 
 CREATE_TASK = "mutation($p: ID!, $t: String!) { createTask(input: {projectId: $p, title: $t}) { id } }"
 TASK_EVENTS = "subscription($p: ID!) { taskEvents(projectId: $p) { cursor } }"
-
-
-class RedisServer:
-    """A redis-server of this test's own, on its own port, that the test can kill and restart."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is needed for the broker fault tests"
-        self.binary = binary
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        client.close()
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
 
 
 @pytest.fixture
