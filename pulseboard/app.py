@@ -38,10 +38,13 @@ from pulseboard.auth import claims_from_header
 from pulseboard.limits import BodySizeLimit, ConnectionCounter
 from pulseboard.persisted import PersistedQueries, PersistedQueryInvalid, PersistedQueryNotFound
 from pulseboard.resolvers.context import Context
-from pulseboard.resolvers.users import upsert_from_claims
+from pulseboard.resolvers.users import Viewers
 from pulseboard.schema import build_schema
+from pulseboard.schema.delivery import Planner
+from pulseboard.schema.subscription import SOURCES
 from pulseboard.settings import Settings, channel_namespace, from_env, tortoise_config
 from pulseboard.subscriptions import hub
+from pulseboard.subscriptions.engine import Engine
 from pulseboard.subscriptions.protocol import ProtocolHandler
 from pulseboard.subscriptions.redis_backend import SupervisedRedisBackend
 
@@ -54,12 +57,17 @@ class GraphQLApp(GraphQL[Context, None]):
     def __init__(self, settings: Settings) -> None:
         self.connections = ConnectionCounter(limit=settings.connections_per_user)
         self.anonymous = ConnectionCounter(limit=settings.anonymous_connections_per_address)
+        self.viewers = Viewers(ttl=settings.viewer_cache_seconds)
         self.persisted = PersistedQueries(
             max_count=settings.persisted_queries_max_count,
             max_bytes=settings.persisted_queries_max_bytes,
             max_document_bytes=settings.persisted_query_max_bytes,
         )
         self.documents = (schema := build_schema(settings)).documents
+        self.planner = Planner(
+            schema._schema, self.documents, SOURCES, hub=_running_hub, mask=settings.production
+        )
+        self.engine: Engine | None = None  # made in the lifespan, with the hub
         super().__init__(
             schema,
             graphql_ide=None if settings.production else "graphiql",
@@ -72,7 +80,7 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
         claims, error = claims_from_header(self.settings.jwt_secret, request.headers.get("authorization"))
-        viewer = await upsert_from_claims(claims) if claims else None
+        viewer = await self.viewers.get(claims) if claims else None
         return Context(
             settings=self.settings,
             viewer=viewer,
@@ -144,7 +152,7 @@ class GraphQLApp(GraphQL[Context, None]):
             claims, error = claims_from_header(self.settings.jwt_secret, header)
             if error is not None or claims is None:
                 raise ConnectionRejectionError({"message": error.message if error else "Invalid token."})
-            context.viewer, context.auth_error = await upsert_from_claims(claims), None
+            context.viewer, context.auth_error = await self.viewers.get(claims), None
             context.expires_at = claims.expires_at
         if context.viewer is None:
             # Anonymous: operations that need a viewer answer UNAUTHENTICATED; the socket is
@@ -187,6 +195,12 @@ async def apply_migrations(settings: Settings) -> None:
         await migrate(config=tortoise_config(settings.database_url))
     finally:
         await Tortoise.close_connections()
+
+
+def _running_hub() -> hub.Hub:
+    running = hub.current()
+    assert running is not None, "subscriptions are served only while the app's lifespan runs"
+    return running
 
 
 def _always() -> bool:
@@ -258,12 +272,15 @@ def create_app(settings: Settings) -> Starlette:
             app.state.settings = settings
             app.state.persisted = graphql.persisted
             app.state.documents = graphql.documents
+            app.state.planner = graphql.planner
+            graphql.engine = app.state.engine = Engine(live, retry_seconds=settings.delivery_retry_seconds)
             hub.install(live)
             live.start()
             try:
                 yield
             finally:
                 hub.install(None)
+                await graphql.engine.close()
                 await live.close()
 
     return Starlette(

@@ -43,12 +43,18 @@ class Settings:
     mutations_per_second: float = 20.0
     mutation_burst: int = 40
     connections_per_user: int = 20
+    # How long a worker trusts the user it made of a token's claims before reading it again.
+    viewer_cache_seconds: float = 30.0
     # Sockets without a token: how many one client address may hold open, and how long one may
     # stay open without an operation running before it is closed.
     anonymous_connections_per_address: int = 20
     anonymous_socket_idle_seconds: float = 10.0
     cors_origins: tuple[str, ...] = ()
     shutdown_timeout_seconds: float = 10.0
+    # Frames a socket's outbox holds before that subscriber catches up from the log instead.
+    outbox_frames: int = 1000
+    # How long delivery retries a database or broker error before closing the socket with 1013.
+    delivery_retry_seconds: float = 30.0
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 2000

@@ -50,6 +50,28 @@ RESUMES = Counter(
     "pulseboard_resumes_total", "Subscriptions started with an after: cursor.", registry=REGISTRY
 )
 HUB_TOPICS = Gauge("pulseboard_hub_topics", "Topics with local listeners.", registry=REGISTRY)
+COHORTS = Gauge(
+    "pulseboard_cohorts", "Cohorts: subscriptions that share one execution per event.", registry=REGISTRY
+)
+COHORT_MEMBERS = Gauge(
+    "pulseboard_cohort_members", "Subscriptions delivered through cohorts.", registry=REGISTRY
+)
+OUTBOX_FRAMES = Gauge("pulseboard_outbox_frames", "Frames waiting in sockets' outboxes.", registry=REGISTRY)
+OUTBOX_OVERFLOWS = Counter(
+    "pulseboard_outbox_overflows_total",
+    "Frames that did not fit a socket's outbox (that subscriber caught up instead).",
+    registry=REGISTRY,
+)
+SUBSCRIBER_CATCHUPS = Counter(
+    "pulseboard_subscriber_catchups_total",
+    "Subscribers that caught up on their own (a full outbox, a gap or a resume cursor).",
+    registry=REGISTRY,
+)
+DELIVERY_RETRIES = Counter(
+    "pulseboard_delivery_retries_total",
+    "Retries of a delivery step after a database or broker error.",
+    registry=REGISTRY,
+)
 # Labelled by the operation's first root field, not its client-chosen name: only the schema's
 # field names (or "invalid", "other") can become label values, so clients cannot mint series.
 OPERATIONS = Counter(

@@ -117,6 +117,7 @@ def worker_process(settings: Settings, port: int | None = None) -> Iterator[Live
         PULSEBOARD_MUTATIONS_PER_SECOND=str(settings.mutations_per_second),
         PULSEBOARD_MUTATION_BURST=str(settings.mutation_burst),
         PULSEBOARD_SHUTDOWN_TIMEOUT_SECONDS=str(settings.shutdown_timeout_seconds),
+        PULSEBOARD_DELIVERY_RETRY_SECONDS=str(settings.delivery_retry_seconds),
     )
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:

@@ -21,9 +21,14 @@ T = TypeVar("T")
 class SharedLoader(DataLoader[K, T]):
     """A loader several subscribers wait on at once. Each waits on its own shield of the load, so
     one that is cancelled (it completed or disconnected mid-event) cannot cancel the load that
-    the others wait for, which a bare shared future would."""
+    the others wait for, which a bare shared future would; and a load that failed is tried
+    again by the next caller rather than failing every retry."""
 
     def load(self, key: K) -> Awaitable[T]:
+        # A failed load is not kept: the event is rendered again once the database is back.
+        cached = self.cache_map.get(key) if self.cache else None
+        if cached is not None and cached.done() and not cached.cancelled() and cached.exception() is not None:
+            self.cache_map.delete(key)
         return asyncio.shield(super().load(key))
 
 

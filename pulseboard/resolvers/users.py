@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+
 from tortoise.exceptions import IntegrityError
 
 from pulseboard.auth import Claims
 from pulseboard.errors import bad_input, not_found
-from pulseboard.models import Team, TeamMember, User
+from pulseboard.models import Role, Team, TeamMember, User
 from pulseboard.resolvers.access import parse_id, require_admin
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.validation import text
@@ -24,6 +27,32 @@ async def upsert_from_claims(claims: Claims) -> User:
         user.email, user.name, user.role = claims.email, claims.name, claims.role
         await user.save(update_fields=["email", "name", "role"])
     return user
+
+
+class Viewers:
+    """The user behind each token's claims, remembered for `ttl` seconds per worker: a request
+    whose claims are unchanged reads and writes nothing. Bounded; least recently used go first."""
+
+    def __init__(self, ttl: float, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._users: OrderedDict[tuple[str, str, str, Role], tuple[User, float]] = OrderedDict()
+        self.upserts = 0  # how often the database was asked, for tests and metrics
+
+    async def get(self, claims: Claims) -> User:
+        key = (claims.sub, claims.email, claims.name, claims.role)
+        now = time.monotonic()
+        cached = self._users.get(key)
+        if cached is not None and now - cached[1] < self.ttl:
+            self._users.move_to_end(key)
+            return cached[0]
+        self.upserts += 1
+        user = await upsert_from_claims(claims)
+        self._users[key] = (user, now)
+        self._users.move_to_end(key)
+        while len(self._users) > self.size:
+            self._users.popitem(last=False)
+        return user
 
 
 async def user_by_id(ctx: Context, user_id: object) -> User:

@@ -7,6 +7,7 @@ from contextlib import aclosing
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -48,6 +49,10 @@ class Schema(strawberry.Schema):
         if result.errors:
             result.errors = [classify(e, mask=self.mask_errors) for e in result.errors]
         return result
+
+    def classified(self, error: GraphQLError) -> GraphQLError:
+        """`error` as clients see it (for messages sent outside Strawberry's execution)."""
+        return classify(error, mask=self.mask_errors)
 
     async def stream(self, *args: Any, **kwargs: Any) -> Any:
         # graphql-transport-ws runs every operation (queries too) through stream().

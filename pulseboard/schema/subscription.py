@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager, aclosing
 from enum import Enum
 from typing import TypeVar
 
 import strawberry
-from tortoise import timezone
 
-from pulseboard import telemetry
 from pulseboard.models import Notification as NotificationRow
 from pulseboard.models import Task as TaskRow
 from pulseboard.models import Ticket as TicketRow
 from pulseboard.resolvers import live
 from pulseboard.resolvers.events import restore
 from pulseboard.resolvers.loaders import Loaders
+from pulseboard.resolvers.metrics import QueueMetrics
+from pulseboard.schema.delivery import Source
 from pulseboard.schema.types import Ctx, Notification, QueueMetricsType, Task, Ticket, User, queue_metrics
 from pulseboard.subscriptions.encoding import EventMessage, cursor
-from pulseboard.subscriptions.hub import current
+from pulseboard.subscriptions.metrics import Watcher
 
 T = TypeVar("T")
 
@@ -136,24 +136,31 @@ def _notification_event(message: EventMessage) -> NotificationEvent:
     )
 
 
-async def _each(
-    info: Ctx, stream: AsyncIterator[EventMessage], build: Callable[[EventMessage], T]
-) -> AsyncIterator[T]:
-    hub = current()
-    assert hub is not None, "a stream exists only while the app's hub runs"
-    active = telemetry.SUBSCRIPTIONS.labels(info.field_name)
-    active.inc()
-    try:
-        async with aclosing(stream):  # type: ignore[type-var]
-            async for message in stream:
-                # Fresh loaders for each event (a socket context lives long), shared by every
-                # local subscriber of that event, so its rows are read once per worker.
-                info.context.loaders = hub.per_event(message, lambda: Loaders(shared=True))
-                telemetry.DELIVERED.labels(telemetry.topic_kind(message.topic)).inc()
-                telemetry.DELIVERY_LATENCY.observe((timezone.now() - message.created_at).total_seconds())
-                yield build(message)
-    finally:
-        active.dec()
+async def _each(info: Ctx, feed: live.Feed, build: Callable[[EventMessage], T]) -> AsyncIterator[T]:
+    """Per-subscriber execution, the way Strawberry runs a subscription field. Sockets are served
+    by the delivery engine instead (SOURCES below); this path remains for schema.subscribe()."""
+    async with aclosing(live.admitted(feed)) as stream:
+        async for message in stream:
+            info.context.loaders = live.hub().per_event(message, lambda: Loaders(shared=True))
+            yield build(message)
+
+
+def _snapshot(snapshot: QueueMetrics) -> QueueMetricsType:
+    return queue_metrics(snapshot)
+
+
+# The subscription fields as the delivery engine serves them: how each opens its feed
+# (authorizing once) and how an event becomes the field's value.
+SOURCES = {
+    "taskEvents": Source(lambda ctx, a: live.task_events(ctx, a["projectId"], a.get("after")), _task_event),
+    "ticketAssigned": Source(
+        lambda ctx, a: live.ticket_assignments(ctx, a["userId"], a.get("after")), _assignment
+    ),
+    "notifications": Source(
+        lambda ctx, a: live.notification_events(ctx, a.get("after")), _notification_event
+    ),
+    "queueMetrics": Source(lambda ctx, a: live.queue_metrics(ctx, a["queueId"]), _snapshot, snapshots=True),
+}
 
 
 # Each field authorizes when it is called and only then returns its stream, so a refusal is an
@@ -180,5 +187,12 @@ class Subscription:
         description="The queue's figures now, then after ticket changes (coalesced) and periodically."
     )
     async def queue_metrics(self, info: Ctx, queue_id: strawberry.ID) -> AsyncIterator[QueueMetricsType]:
-        figures = await live.queue_metrics(info.context, queue_id)
-        return (queue_metrics(snapshot) async for snapshot in figures)
+        return _watching(await live.queue_metrics(info.context, queue_id))
+
+
+async def _watching(
+    watch: AbstractAsyncContextManager[Watcher[QueueMetrics]],
+) -> AsyncIterator[QueueMetricsType]:
+    async with watch as watcher:
+        while True:
+            yield queue_metrics(await watcher.next())

@@ -85,7 +85,7 @@ class Hub:
         self._broker_up = broker_up
         self.queue_size = queue_size
         self.sweep_interval = sweep_interval
-        self.metrics = MetricsEngine(self, interval=metrics_interval)
+        self.metrics = MetricsEngine(self.listen, interval=metrics_interval)
         self._sweeper: asyncio.Task[None] | None = None
         # Counts of what the hub had to do: inbox overflows and catch-ups from the log.
         self.stats: Counter[str] = Counter()

@@ -7,13 +7,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-
-if TYPE_CHECKING:
-    from pulseboard.subscriptions.hub import Hub, Listener
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+class Inbox(Protocol):
+    """What the engine needs of a topic listener (the hub's Listener)."""
+
+    async def get(self) -> object: ...
+
+    def pending(self) -> int: ...
+
+
+# Listens on a topic for the duration of a block (the hub's `listen`).
+Listen = Callable[[str], AbstractAsyncContextManager[Inbox]]
 
 COALESCE_SECONDS = 0.25
 
@@ -45,8 +55,8 @@ class _Queue(Generic[T]):
 
 
 class MetricsEngine:
-    def __init__(self, hub: Hub, *, interval: float, coalesce: float = COALESCE_SECONDS) -> None:
-        self.hub = hub
+    def __init__(self, listen: Listen, *, interval: float, coalesce: float = COALESCE_SECONDS) -> None:
+        self.listen = listen
         self.interval = interval
         self.coalesce = coalesce
         self._queues: dict[str, _Queue[Any]] = {}
@@ -90,7 +100,7 @@ class MetricsEngine:
         same: Callable[[T, T], bool],
     ) -> None:
         try:
-            async with self.hub.listen(topic) as listener:
+            async with self.listen(topic) as listener:
                 entry.listening.set()
                 await self._refresh(entry, listener, compute, same)
         finally:
@@ -99,7 +109,7 @@ class MetricsEngine:
     async def _refresh(
         self,
         entry: _Queue[T],
-        listener: Listener,
+        listener: Inbox,
         compute: Callable[[], Awaitable[T]],
         same: Callable[[T, T], bool],
     ) -> None:

@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
+import time
 from typing import Any, ClassVar
 
-from graphql import GraphQLError
+from graphql import GraphQLError, located_error
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 
 from pulseboard import telemetry
 from pulseboard.persisted import NOT_FOUND, NOT_FOUND_CODE, PersistedQueryInvalid, PersistedQueryNotFound
+from pulseboard.subscriptions.cohorts import Retry, Unavailable
+from pulseboard.subscriptions.engine import TRY_AGAIN
+from pulseboard.subscriptions.outbox import Outbox
+
+logger = logging.getLogger("pulseboard.protocol")
 
 MAX_REASON_BYTES = 123  # close reasons must fit a control frame
 
@@ -55,6 +64,15 @@ class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
     # The sockets this worker serves, so a graceful shutdown can close them with 1001.
     open: ClassVar[set[ProtocolHandler]] = set()
     idle_task: asyncio.Task[None] | None = None
+    _outbox: Outbox | None = None
+
+    @property
+    def outbox(self) -> Outbox:
+        """Frames of the subscriptions the delivery engine serves, written by one task."""
+        if self._outbox is None:
+            size = self.view.settings.outbox_frames  # type: ignore[attr-defined]
+            self._outbox = Outbox(self.websocket.ws.send_text, size=size)  # type: ignore[attr-defined]
+        return self._outbox
 
     async def handle(self) -> None:
         ProtocolHandler.open.add(self)
@@ -64,6 +82,8 @@ class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
         finally:
             if self.idle_task is not None:
                 self.idle_task.cancel()
+            if self._outbox is not None:
+                await self._outbox.aclose()
             telemetry.CONNECTIONS.dec()
             ProtocolHandler.open.discard(self)
             await self.view.on_ws_disconnect(self.context)  # type: ignore[attr-defined]
@@ -138,6 +158,76 @@ class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
                 return
             message = {**message, "payload": {**payload, "query": query}}
         await super().handle_subscribe(message)
+
+    async def run_operation(self, operation: Operation[Any, None]) -> None:
+        """Subscriptions go to the delivery engine; queries and mutations over the socket, and
+        anything the engine does not serve, run the ordinary way."""
+        planner, engine = self.view.planner, self.view.engine  # type: ignore[attr-defined]
+
+        async def planned() -> Any:  # authorizing reads the database: retried like delivery
+            return await planner.plan(
+                self.context, operation.query, operation.variables, operation.operation_name
+            )
+
+        try:
+            plan = await Retry(engine.retry_seconds, engine.cohorts.stats, "subscribing").call(planned)
+        except Unavailable:
+            await self._try_again()
+            return
+        if plan is None:
+            await super().run_operation(operation)
+            return
+        started, codes = time.perf_counter(), []
+        active = telemetry.SUBSCRIPTIONS.labels(getattr(plan, "field", "invalid"))
+        try:
+            if isinstance(plan, list):
+                errors = [self.view.schema.classified(e) for e in plan]  # type: ignore[attr-defined]
+                codes = [e.extensions["code"] for e in errors]
+                await self._final(
+                    operation, {"id": operation.id, "type": "error", "payload": [e.formatted for e in errors]}
+                )
+                return
+            active.inc()
+            try:
+                ended = await engine.serve(plan, id=operation.id, outbox=self.outbox)
+            finally:
+                active.dec()
+            if ended.error is not None:
+                located = located_error(ended.error, None, [getattr(plan, "field", "")])
+                error = self.view.schema.classified(located)  # type: ignore[attr-defined]
+                codes = [error.extensions["code"]]
+                frame = {
+                    "id": operation.id,
+                    "type": "next",
+                    "payload": {"data": None, "errors": [error.formatted]},
+                }
+                await self.outbox.put(json.dumps(frame))
+                await self._final(operation, {"id": operation.id, "type": "complete"})
+            elif ended.unavailable is not None:
+                codes = ["SERVICE_UNAVAILABLE"]
+                await self._try_again()
+        finally:
+            telemetry.observe_operation(
+                kind="subscription",
+                name=operation.operation_name,
+                field=getattr(plan, "field", "invalid"),
+                seconds=time.perf_counter() - started,
+                codes=codes,
+                user_id=self.context.viewer.id if self.context.viewer is not None else None,
+            )
+
+    async def _try_again(self) -> None:
+        """Closes the socket with 1013: the client reconnects and resumes with its cursors."""
+        with contextlib.suppress(Exception):  # closed already
+            await self.close(TRY_AGAIN, "Try again later: the service could not deliver")
+
+    async def _final(self, operation: Operation[Any, None], message: dict[str, Any]) -> None:
+        """The last message of an operation the engine served, after its frames."""
+        if operation.completed:
+            return
+        operation.completed = True
+        self.operations.pop(operation.id, None)
+        await self.outbox.put(json.dumps(message))
 
     async def _refuse(self, id: str, text: str, code: str) -> None:
         """An `error` message for one operation; the socket stays open."""
