@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from tortoise.backends.base.config_generator import expand_db_url
+
 logger = logging.getLogger("pulseboard")
 
 DEV_SECRET_FILE = Path(".pulseboard-secret")
@@ -169,10 +171,27 @@ def channel_namespace(settings: Settings) -> str:
     return "pulseboard:" + hashlib.sha256(settings.database_url.encode()).hexdigest()[:12] + ":"
 
 
+async def _keep_session(connection: Any) -> None:
+    """What asyncpg runs when a connection goes back to its pool, instead of a RESET ALL round
+    trip per query: we never change session state (no SET, LISTEN, advisory locks or cursors
+    outlive a statement). Only a transaction left open (its request was cancelled midway) is
+    rolled back, as asyncpg's own reset would."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
+
+
+def _connection(database_url: str) -> str | dict[str, Any]:
+    if not database_url.startswith(("postgres://", "asyncpg://")):
+        return database_url
+    config = expand_db_url(database_url)
+    config["credentials"]["reset"] = _keep_session
+    return config
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
     """Tortoise configuration for our one app, with its shipped migrations."""
     return {
-        "connections": {"default": database_url},
+        "connections": {"default": _connection(database_url)},
         "apps": {
             "models": {
                 "models": ["pulseboard.models"],

@@ -104,11 +104,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def worker_process(settings: Settings, port: int | None = None) -> Iterator[LiveServer]:
-    """`python -m pulseboard serve` in its own process, as production runs it."""
+def worker_process(
+    settings: Settings,
+    port: int | None = None,
+    *,
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Iterator[LiveServer]:
+    """`python -m pulseboard serve [ARGS]` in its own process, as production runs it; `env` adds
+    to the PULSEBOARD_* variables made from `settings`."""
     port = port or free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PULSEBOARD_")}
-    env.update(
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PULSEBOARD_")}
+    environ.update(
         PULSEBOARD_DATABASE_URL=settings.database_url,
         PULSEBOARD_BROADCAST_URL=settings.broadcast_url,
         PULSEBOARD_JWT_SECRET=settings.jwt_secret,
@@ -118,12 +125,13 @@ def worker_process(settings: Settings, port: int | None = None) -> Iterator[Live
         PULSEBOARD_MUTATION_BURST=str(settings.mutation_burst),
         PULSEBOARD_SHUTDOWN_TIMEOUT_SECONDS=str(settings.shutdown_timeout_seconds),
         PULSEBOARD_DELIVERY_RETRY_SECONDS=str(settings.delivery_retry_seconds),
+        **(env or {}),
     )
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pulseboard", "serve", "--port", str(port)],
-            env=env,
+            [sys.executable, "-m", "pulseboard", "serve", "--port", str(port), *args],
+            env=environ,
             stdout=subprocess.DEVNULL,
             stderr=log,
         )

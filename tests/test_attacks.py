@@ -7,12 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import os
-import subprocess
-import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -20,7 +15,7 @@ import pytest
 from pulseboard.models import Role, TaskComment
 from pulseboard.settings import Settings
 from tests.helpers import Api, code
-from tests.live import TIMEOUT, LiveServer, _wait_until_healthy, free_port, serve, ws
+from tests.live import TIMEOUT, LiveServer, serve, worker_process, ws
 from tests.test_errors import serving
 
 PROJECT = 'mutation { createProject(input: {name: "P"}) { id } }'
@@ -196,42 +191,13 @@ async def test_graphiql_prefills_a_token_only_for_a_loopback_host_header(live: L
     assert "Bearer" not in await _graphiql(live.url, host=f"rebind.attacker.example:{port}")
 
 
-@contextmanager
-def _served(settings: Settings, args: list[str], **env: str) -> Iterator[str]:
-    """`python -m pulseboard serve ARGS` in development mode; its loopback URL."""
-    port = free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PULSEBOARD_")}
-    environ.update(
-        PULSEBOARD_DATABASE_URL=settings.database_url,
-        PULSEBOARD_BROADCAST_URL=settings.broadcast_url,
-        PULSEBOARD_JWT_SECRET=settings.jwt_secret,
-        PULSEBOARD_LOG_LEVEL="WARNING",
-        PULSEBOARD_PORT=str(port),
-        **env,
-    )
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pulseboard", "serve", *args],
-            env=environ,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_until_healthy(url, process, log)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
-
-
 @pytest.mark.parametrize("how", ["flag", "environment"])
 async def test_graphiql_prefills_no_token_when_listening_beyond_loopback(
     settings: Settings, how: str
 ) -> None:
-    args, env = (["--host", "0.0.0.0"], {}) if how == "flag" else ([], {"PULSEBOARD_HOST": "0.0.0.0"})
-    with _served(settings, args, **env) as url:
-        page = await _graphiql(url)  # even asked from this machine
+    args, env = (("--host", "0.0.0.0"), {}) if how == "flag" else ((), {"PULSEBOARD_HOST": "0.0.0.0"})
+    with worker_process(settings, args=args, env=env) as server:
+        page = await _graphiql(server.url)  # even asked from this machine
     assert "Bearer" not in page
 
 

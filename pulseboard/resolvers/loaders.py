@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Sequence
+from functools import cached_property
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -84,13 +85,41 @@ class Loaders:
     so nothing goes stale."""
 
     def __init__(self, *, shared: bool = False) -> None:
-        kind: type[DataLoader[Any, Any]] = SharedLoader if shared else DataLoader
-        self.user = _by_id(User, kind)
-        self.project = _by_id(Project, kind)
-        self.queue = _by_id(Queue, kind)
-        self.team = _by_id(Team, kind)
-        self.project_members: DataLoader[int, list[User]] = kind(load_fn=_project_members)
-        self.task_comments = _child_pages(TaskComment, "task_id", kind)
-        self.task_comment_counts = _child_counts(TaskComment, "task_id", kind)
-        self.ticket_comments = _child_pages(TicketComment, "ticket_id", kind)
-        self.ticket_comment_counts = _child_counts(TicketComment, "ticket_id", kind)
+        # Each loader is made on first use: most requests and sockets need one or two of them.
+        self._kind: type[DataLoader[Any, Any]] = SharedLoader if shared else DataLoader
+
+    @cached_property
+    def user(self) -> DataLoader[int, User | None]:
+        return _by_id(User, self._kind)
+
+    @cached_property
+    def project(self) -> DataLoader[int, Project | None]:
+        return _by_id(Project, self._kind)
+
+    @cached_property
+    def queue(self) -> DataLoader[int, Queue | None]:
+        return _by_id(Queue, self._kind)
+
+    @cached_property
+    def team(self) -> DataLoader[int, Team | None]:
+        return _by_id(Team, self._kind)
+
+    @cached_property
+    def project_members(self) -> DataLoader[int, list[User]]:
+        return self._kind(load_fn=_project_members)
+
+    @cached_property
+    def task_comments(self) -> DataLoader[PageKey, list[TaskComment]]:
+        return _child_pages(TaskComment, "task_id", self._kind)
+
+    @cached_property
+    def task_comment_counts(self) -> DataLoader[int, int]:
+        return _child_counts(TaskComment, "task_id", self._kind)
+
+    @cached_property
+    def ticket_comments(self) -> DataLoader[PageKey, list[TicketComment]]:
+        return _child_pages(TicketComment, "ticket_id", self._kind)
+
+    @cached_property
+    def ticket_comment_counts(self) -> DataLoader[int, int]:
+        return _child_counts(TicketComment, "ticket_id", self._kind)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from tortoise.exceptions import IntegrityError
+from tortoise import connections, timezone
 
 from pulseboard.auth import Claims
 from pulseboard.errors import bad_input, not_found
@@ -14,19 +14,24 @@ from pulseboard.resolvers.access import parse_id, require_admin
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.validation import text
 
+# One statement, one round trip: the user is created on first sight, updated when the claims
+# changed, and returned either way (no row when nothing changed: then it is read). The leading
+# comment keeps Tortoise's asyncpg client from dropping the rows of a statement starting INSERT.
+_UPSERT = (
+    "/* upsert */ INSERT INTO users (sub, email, name, role, created_at) VALUES ({params}) "
+    "ON CONFLICT (sub) DO UPDATE SET email = excluded.email, name = excluded.name, role = excluded.role "
+    "WHERE users.email <> excluded.email OR users.name <> excluded.name OR users.role <> excluded.role "
+    "RETURNING id, sub, email, name, role, created_at"
+)
+
 
 async def upsert_from_claims(claims: Claims) -> User:
     """The user behind a token, created on first sight and kept in step with its claims."""
-    user = await User.get_or_none(sub=claims.sub)
-    if user is None:
-        try:
-            return await User.create(sub=claims.sub, email=claims.email, name=claims.name, role=claims.role)
-        except IntegrityError:  # a concurrent first request created it
-            user = await User.get(sub=claims.sub)
-    if (user.email, user.name, user.role) != (claims.email, claims.name, claims.role):
-        user.email, user.name, user.role = claims.email, claims.name, claims.role
-        await user.save(update_fields=["email", "name", "role"])
-    return user
+    db = connections.get("default")
+    params = ", ".join(f"${n}" if db.capabilities.dialect == "postgres" else "?" for n in range(1, 6))
+    values = [claims.sub, claims.email, claims.name, claims.role.value, timezone.now()]
+    rows = await db.executor_class(model=User, db=db).execute_select(_UPSERT.format(params=params), values)
+    return rows[0] if rows else await User.get(sub=claims.sub)
 
 
 class Viewers:

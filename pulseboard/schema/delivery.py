@@ -42,7 +42,7 @@ from pulseboard.errors import AppError, ErrorCode
 from pulseboard.resolvers import live
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.loaders import Loaders
-from pulseboard.schema.documents import Documents, root_selections
+from pulseboard.schema.documents import Documents, root_selections, single_operation
 from pulseboard.schema.errors import classify, extensions_for
 from pulseboard.subscriptions.encoding import EventMessage
 from pulseboard.subscriptions.hub import Hub
@@ -112,7 +112,7 @@ class Planner:
         document = self.documents.document(query)
         if document is None:
             return None
-        operation = _operation(document, operation_name)
+        operation = single_operation(document, operation_name)
         if operation is None or operation.operation != OperationType.SUBSCRIPTION:
             return None
         if errors := self.documents.errors(query, operation_name, variables):
@@ -181,13 +181,6 @@ class Planner:
         fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
         root = self.schema.get_root_type(operation.operation)
         return _selects(self.schema, operation.selection_set, root, fragments, set())
-
-
-def _operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode | None:
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name is not None:
-        operations = [o for o in operations if o.name is not None and o.name.value == operation_name]
-    return operations[0] if len(operations) == 1 else None
 
 
 def _selects(

@@ -202,6 +202,12 @@ def _operations(document: DocumentNode, operation_name: str | None) -> list[Oper
     return [o for o in operations if o.name is not None and o.name.value == operation_name]
 
 
+def single_operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode | None:
+    """The operation `operation_name` picks, when it picks exactly one."""
+    operations = _operations(document, operation_name)
+    return operations[0] if len(operations) == 1 else None
+
+
 def root_selections(document: DocumentNode, operation_name: str | None) -> Iterator[FieldNode]:
     """The root fields of the operation in document order, through fragments; each fragment is
     entered once, as execution does (so doubling fragments cannot multiply the walk)."""

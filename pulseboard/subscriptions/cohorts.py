@@ -112,16 +112,17 @@ class Member:
             self.last = message.seq
         return admitted
 
-    def send(self, seq: int, payload: str) -> None:
+    def send(self, seq: int, payload: str) -> bool:
+        """Hands the frame to the outbox; whether it was taken."""
         if not self.live or self.last != seq - 1:
-            return  # it went to catch-up meanwhile, which will send this one
+            return False  # it went to catch-up meanwhile, which will send this one
         if self.outbox.offer(self.prefix + payload + "}"):
             self.last = seq
-            self.cohort.delivered.inc()
-        else:
-            self.cohort.stats["overflows"] += 1
-            telemetry.OUTBOX_OVERFLOWS.inc()
-            self.catch_up()
+            return True
+        self.cohort.stats["overflows"] += 1
+        telemetry.OUTBOX_OVERFLOWS.inc()
+        self.catch_up()
+        return False
 
     def catch_up(self) -> None:
         self.live = False
@@ -252,8 +253,7 @@ class Cohort:
         wanting = [member for member in list(self.members) if member.wants(message)]
         if wanting:
             payload = await self.payload(message)
-            for member in wanting:
-                member.send(message.seq, payload)
+            self.delivered.inc(sum(member.send(message.seq, payload) for member in wanting))
             telemetry.DELIVERY_LATENCY.observe((timezone.now() - message.created_at).total_seconds())
 
     def _remember(self, message: EventMessage) -> None:
