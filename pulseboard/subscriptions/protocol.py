@@ -1,9 +1,10 @@
 """graphql-transport-ws as PROTOCOL.md of graphql-ws specifies it.
 
 Strawberry 0.341.2's handler is kept for everything it gets right; each method here mends one
-deviation listed in STACK-NOTES.md: malformed frames close with 4400, a null connection_init
-payload is accepted, and a document that fails to parse or names an unknown operation gets an
-`error` message for that operation instead of closing the socket."""
+way that release departs from the protocol: malformed frames close with 4400, a null
+connection_init payload is accepted, and a document that fails to parse or names an unknown
+operation gets an `error` message for that operation instead of closing the socket. Subscriptions
+go to the delivery engine (`run_operation`)."""
 
 from __future__ import annotations
 

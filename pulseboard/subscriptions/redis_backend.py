@@ -1,7 +1,7 @@
 """broadcaster's backend interface over Redis pub/sub, keeping itself connected.
 
 broadcaster 0.3.1's own Redis backend never reconnects: when Redis restarts, its listener task
-dies silently and every channel of the process goes quiet (STACK-NOTES.md). This one reconnects
+dies silently and every channel of the process goes quiet (measured here). This one reconnects
 with backoff and re-subscribes its channels; what was published while it was away is caught up
 from the event log by the hub."""
 
