@@ -66,6 +66,7 @@ from fanout import (  # noqa: E402
     rss_kib,
     server_env,
     setup_gql,
+    stop_server,
     with_database,
 )
 
@@ -426,23 +427,12 @@ class Pulseboard:
         if self.http is not None:
             await self.http.aclose()
         if self.process is not None:
-            await asyncio.to_thread(_stop_popen, self.process)
+            await asyncio.to_thread(stop_server, self.process)
         self.log.close()
         problems = await asyncio.to_thread(read_server_log, self.log.name, None)
         if self.created:
             await drop_database(self.admin_url, self.db_name)
         return problems
-
-
-def _stop_popen(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=timeout)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
 
 
 class TimerServer:
