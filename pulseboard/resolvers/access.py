@@ -50,17 +50,19 @@ def visible_tasks(user: User) -> Q:
 
 
 async def project_for(user: User, project_id: object) -> Project:
+    """The project if `user` may see it (one query: the row and the membership together)."""
     pid = parse_id("Project", project_id)
-    project = await Project.get_or_none(id=pid)
-    if project is None or not await is_project_member(user, pid):
+    project = await Project.filter(visible_projects(user), id=pid).first()
+    if project is None:
         raise not_found("Project", project_id)
     return project
 
 
 async def task_for(user: User, task_id: object) -> Task:
+    """The task if `user` may see it (one query, as project_for)."""
     tid = parse_id("Task", task_id)
-    task = await Task.get_or_none(id=tid)
-    if task is None or not await is_project_member(user, task.project_id):
+    task = await Task.filter(visible_tasks(user), id=tid).first()
+    if task is None:
         raise not_found("Task", task_id)
     return task
 
