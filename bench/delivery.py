@@ -47,7 +47,10 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from fanout import (  # noqa: E402
+    CREATE_PROJECT,
+    CREATE_TASK,
     ROOT,
+    UPDATE_TASK,
     ProcessWatch,
     TicksOf,
     backend_pids,
@@ -78,14 +81,6 @@ QUERY = (
     "subscription($p: ID!) { taskEvents(projectId: $p) { cursor type occurredAt"
     " task { id title status position priority progress version assignee { id name } }"
     " actor { id name } changes { field from to } } }"
-)
-CREATE_PROJECT = "mutation($name: String!) { createProject(input: {name: $name}) { id } }"
-CREATE_TASK = (
-    "mutation($projectId: ID!, $title: String!) "
-    "{ createTask(input: {projectId: $projectId, title: $title}) { id } }"
-)
-UPDATE_TASK = (
-    "mutation($id: ID!, $title: String!) { updateTask(id: $id, input: {title: $title}) { version } }"
 )
 TASK_VERSION = "query($id: ID!) { task(id: $id) { version } }"
 

@@ -33,23 +33,35 @@ def _deliver_all(message: EventMessage) -> bool:
 @dataclass(frozen=True)
 class Feed:
     """A subscriber's view of a topic: from after `after` (None: from now on); `admit` says
-    whether an event is for this subscriber, or raises the AppError that ends its stream."""
+    whether an event is for this subscriber, or raises the AppError that ends its stream. It
+    is True for every event type outside `gated`, so the engine asks it only for those."""
 
     topic: str
     after: int | None
     admit: Callable[[EventMessage], bool] = _deliver_all
+    gated: frozenset[str] = frozenset()
 
 
-def _feed(topic: str, after: str | None, admit: Callable[[EventMessage], bool] = _deliver_all) -> Feed:
+def _feed(
+    topic: str,
+    after: str | None,
+    admit: Callable[[EventMessage], bool] = _deliver_all,
+    gated: frozenset[str] = frozenset(),
+) -> Feed:
     if after is not None:
         telemetry.RESUMES.inc()
-    return Feed(topic, None if after is None else parse_cursor(after, topic), admit)
+    return Feed(topic, None if after is None else parse_cursor(after, topic), admit, gated)
 
 
 async def task_events(ctx: Context, project_id: object, after: str | None) -> Feed:
     viewer = ctx.require_viewer()
     project = await access.project_for(viewer, project_id)
-    return _feed(topics.project(project.id), after, lambda message: _task_admit(viewer, project.id, message))
+    return _feed(
+        topics.project(project.id),
+        after,
+        lambda message: _task_admit(viewer, project.id, message),
+        gated=frozenset({MEMBER_REMOVED}),
+    )
 
 
 def _task_admit(viewer: User, project_id: int, message: EventMessage) -> bool:

@@ -140,7 +140,8 @@ class Planner:
             _render_variables(document, operation, node, variables or {}),
             None if viewer is None else viewer.id,
         )
-        render_context = dataclasses.replace(context, viewer=viewer, connection_params=None)
+        # Nothing of the first subscriber's socket: the cohort's renders outlive it.
+        render_context = Context(context.settings, viewer=viewer)
 
         async def render(event: Any) -> str:
             return await self._render(document, operation_name, variables, source, render_context, event)

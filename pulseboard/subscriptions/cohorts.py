@@ -84,10 +84,13 @@ class Retry:
 class Member:
     """One subscription in a cohort, delivering into its socket's outbox."""
 
-    def __init__(self, cohort: Cohort, id: str, outbox: Outbox, admit: Admit, last: int) -> None:
+    def __init__(
+        self, cohort: Cohort, id: str, outbox: Outbox, admit: Admit, gated: frozenset[str], last: int
+    ) -> None:
         self.cohort = cohort
         self.outbox = outbox
         self.admit = admit
+        self.gated = gated  # the event types `admit` decides; every other one is for everyone
         self.prefix = '{"id":' + json.dumps(id) + ',"type":"next","payload":'
         self.last = last  # the last seq delivered to (or skipped for) this member
         self.live = False
@@ -103,14 +106,20 @@ class Member:
         if message.seq > self.last + 1:
             self.catch_up()
             return False
-        try:
-            admitted = self.admit(message)
-        except AppError as error:
-            self.end(error)
-            return False
+        admitted = self._admits(message)
         if not admitted:
             self.last = message.seq
         return admitted
+
+    def _admits(self, message: EventMessage) -> bool:
+        """Whether `message` is for this subscriber; an AppError from `admit` ends it (False)."""
+        if message.type not in self.gated:
+            return True  # no call per subscriber for the events that concern everyone
+        try:
+            return self.admit(message)
+        except AppError as error:
+            self.end(error)
+            return False
 
     def send(self, seq: int, payload: str) -> bool:
         """Hands the frame to the outbox; whether it was taken."""
@@ -142,10 +151,8 @@ class Member:
                     self.live = True  # no await since the check: the live push takes over
                     return
                 async for message in self.cohort.since(self.last, self.cohort.position):
-                    try:
-                        admitted = self.admit(message)
-                    except AppError as error:
-                        self.end(error)
+                    admitted = self._admits(message)
+                    if self.finished.done():
                         return
                     if admitted:
                         payload = await self.cohort.payload(message)
@@ -200,8 +207,8 @@ class Cohort:
         if self._failed is not None:
             raise self._failed
 
-    def join(self, id: str, outbox: Outbox, admit: Admit, after: int | None) -> Member:
-        member = Member(self, id, outbox, admit, self.position if after is None else after)
+    def join(self, id: str, outbox: Outbox, admit: Admit, gated: frozenset[str], after: int | None) -> Member:
+        member = Member(self, id, outbox, admit, gated, self.position if after is None else after)
         self.members.add(member)
         telemetry.COHORT_MEMBERS.inc()
         if member.last >= self.position:
@@ -339,6 +346,7 @@ class Cohorts:
         id: str,
         outbox: Outbox,
         admit: Admit,
+        gated: frozenset[str],
         after: int | None,
     ) -> Member:
         cohort = self._cohorts.get(key)
@@ -356,7 +364,7 @@ class Cohorts:
                 await cohort.close()
             raise
         cohort.joining -= 1
-        return cohort.join(id, outbox, admit, after)
+        return cohort.join(id, outbox, admit, gated, after)
 
     async def leave(self, member: Member) -> None:
         cohort = member.cohort

@@ -34,6 +34,7 @@ SNAPSHOTS = 1024
 class Feed(Protocol):
     topic: str
     after: int | None
+    gated: frozenset[str]
 
     def admit(self, message: EventMessage) -> bool: ...
 
@@ -73,7 +74,14 @@ class Engine:
     async def _serve_feed(self, plan: Plan, feed: Feed, id: str, outbox: Outbox) -> Ended:
         try:
             member = await self.cohorts.join(
-                plan.key, feed.topic, plan.render, id=id, outbox=outbox, admit=feed.admit, after=feed.after
+                plan.key,
+                feed.topic,
+                plan.render,
+                id=id,
+                outbox=outbox,
+                admit=feed.admit,
+                gated=feed.gated,
+                after=feed.after,
             )
         except Unavailable as error:
             return Ended(unavailable=error)
