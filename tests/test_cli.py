@@ -85,3 +85,21 @@ def test_migrate_and_seed_once(tmp_path: Path) -> None:
     second = run("seed", cwd=tmp_path, **env)
     assert first.stdout.strip() == "seeded demo data", first.stderr
     assert second.stdout.strip() == "demo data exists already", second.stderr
+
+
+def test_a_serving_worker_tunes_the_garbage_collector(tmp_path: Path) -> None:
+    """uvicorn's factory (what every worker runs) freezes the startup objects and raises the
+    collector's thresholds; building an app elsewhere (tests, scripts) leaves CPython's own."""
+    probe = (
+        "import gc; from pulseboard.app import GC_THRESHOLDS, app_from_env, create_app;"
+        "from pulseboard.settings import from_env;"
+        "create_app(from_env()); before = (gc.get_threshold(), gc.get_freeze_count());"
+        "app_from_env(); after = (gc.get_threshold(), gc.get_freeze_count());"
+        "print(before[0] != GC_THRESHOLDS, before[1] == 0, after[0] == GC_THRESHOLDS, after[1] > 1000)"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PULSEBOARD_")}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True"] * 4
