@@ -9,6 +9,12 @@ class Role(StrEnum):
     MEMBER = "MEMBER"
 
 
+class ProjectRole(StrEnum):
+    # OWNER: manages the project's members (adds, removes, changes roles); MEMBER: works on tasks.
+    OWNER = "OWNER"
+    MEMBER = "MEMBER"
+
+
 class TaskStatus(IntEnum):
     # Stored as integers so that ordering by status follows the board's columns.
     TODO = 1

@@ -4,7 +4,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
-from pulseboard.models.enums import TaskPriority, TaskStatus
+from pulseboard.models.enums import ProjectRole, TaskPriority, TaskStatus
 from pulseboard.models.users import User
 
 
@@ -32,6 +32,7 @@ class ProjectMember(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="project_memberships", on_delete=fields.CASCADE
     )
+    role = fields.CharEnumField(ProjectRole, max_length=16, default=ProjectRole.MEMBER)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

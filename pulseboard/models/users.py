@@ -13,6 +13,9 @@ class User(Model):
     email = fields.CharField(max_length=255)
     name = fields.CharField(max_length=200)
     role = fields.CharEnumField(Role, max_length=16, default=Role.MEMBER)
+    # The `iat` of the newest token whose claims were written here: an older token never
+    # overwrites what a newer one said (a stale admin token cannot restore a demoted user).
+    claims_issued_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

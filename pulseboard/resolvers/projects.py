@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tortoise.transactions import in_transaction
 
-from pulseboard.models import Project, ProjectMember, User
+from pulseboard.models import Project, ProjectMember, ProjectRole, User
 from pulseboard.resolvers import access
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.events import transaction
@@ -37,7 +37,7 @@ async def create_project(ctx: Context, *, name: str, description: str | None) ->
     description = text("description", description or "", max_length=BODY_MAX, required=False, multiline=True)
     async with in_transaction():
         project = await Project.create(name=name, description=description, created_by_id=viewer.id)
-        await ProjectMember.create(project_id=project.id, user_id=viewer.id)
+        await ProjectMember.create(project_id=project.id, user_id=viewer.id, role=ProjectRole.OWNER)
     return project
 
 
