@@ -36,7 +36,7 @@ from tortoise.migrations.api import migrate
 
 from pulseboard import graphiql, http, telemetry
 from pulseboard.auth import claims_from_header
-from pulseboard.limits import BodySizeLimit, ConnectionCounter
+from pulseboard.limits import BodySizeLimit, ConnectionCounter, LoopLag, Shed
 from pulseboard.persisted import PersistedQueries, PersistedQueryInvalid, PersistedQueryNotFound
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.users import Viewers
@@ -252,12 +252,14 @@ async def readyz(request: Request) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     graphql = GraphQLApp(settings)
+    lag = LoopLag()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await apply_migrations(settings)
         backend = broker(settings.broadcast_url)
         async with (
+            lag.running(),
             RegisterTortoise(app, config=tortoise_config(settings.database_url)),
             Broadcast(settings.broadcast_url, backend=backend) as broadcast,
         ):
@@ -294,6 +296,8 @@ def create_app(settings: Settings) -> Starlette:
                 allow_headers=["authorization", "content-type"],
                 max_age=600,
             ),
+            # Inside CORS, so that a browser can read the 503 too.
+            Middleware(Shed, lag=lag, max_lag=settings.overload_lag_ms / 1000, paths=("/graphql",)),
         ],
         routes=[
             *([] if settings.production else [graphiql.static_route()]),

@@ -1,15 +1,19 @@
-"""Limits that protect the service from one client: body size, mutation rate, open sockets."""
+"""Limits that protect the service: from one client (body size, mutation rate, open sockets) and
+from too much work at once (overload shedding)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
-from collections import Counter
-from collections.abc import Hashable
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pulseboard import telemetry
 from pulseboard.errors import AppError, ErrorCode
 
 
@@ -129,3 +133,84 @@ class ConnectionCounter:
     @property
     def total(self) -> int:
         return sum(self._open.values())
+
+
+class LoopLag:
+    """How late this worker's event loop runs a timer: a tick every `interval` seconds measures
+    by how much it woke after its due time. `seconds` is the least of the last `window` ticks'
+    lateness, so one long callback (a full garbage collection, a burst of handshakes) does not
+    count; a saturated worker, late tick after tick, does."""
+
+    def __init__(self, interval: float = 0.05, window: int = 3) -> None:
+        self.interval = interval
+        self.seconds = 0.0
+        self._recent: deque[float] = deque(maxlen=window)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[LoopLag]:
+        task = asyncio.create_task(self._tick())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            self._recent.append(max(0.0, loop.time() - due))
+            full = len(self._recent) == self._recent.maxlen
+            self.seconds = min(self._recent) if full else 0.0
+            telemetry.LOOP_LAG.set(self.seconds)
+
+
+class Shed:
+    """Past capacity, answers new HTTP requests to `paths` 503 SERVICE_UNAVAILABLE with
+    Retry-After, before reading their bodies, while the event loop lags more than `max_lag`
+    seconds. Work already admitted (requests in flight, subscribers' deliveries) goes on, so
+    delivery stays at capacity instead of every subscriber falling behind with the backlog of
+    writes; the writes that were refused did nothing and are safe to retry. WebSockets, health
+    and metrics are never shed. `max_lag` 0 turns it off."""
+
+    RETRY_AFTER_SECONDS = 1
+
+    def __init__(self, app: ASGIApp, lag: LoopLag, max_lag: float, paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.lag = lag
+        self.max_lag = max_lag
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.max_lag <= 0
+            or scope["type"] != "http"
+            or scope["path"] not in self.paths
+            or self.lag.seconds <= self.max_lag
+        ):
+            await self.app(scope, receive, send)
+            return
+        telemetry.SHED.inc()
+        await self._unavailable(scope, send)
+
+    async def _unavailable(self, scope: Scope, send: Send) -> None:
+        error = {
+            "message": "The server is overloaded; nothing was done. Retry shortly.",
+            "extensions": {
+                "code": ErrorCode.SERVICE_UNAVAILABLE.value,
+                "retryAfterSeconds": self.RETRY_AFTER_SECONDS,
+            },
+        }
+        body = json.dumps({"errors": [error]}).encode()
+        accept = dict(scope["headers"]).get(b"accept", b"")
+        graphql_response = b"application/graphql-response+json"
+        media = graphql_response if graphql_response in accept else b"application/json"
+        headers = [
+            (b"content-type", media),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(self.RETRY_AFTER_SECONDS).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

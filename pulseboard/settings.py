@@ -57,6 +57,9 @@ class Settings:
     outbox_frames: int = 1000
     # How long delivery retries a database or broker error before closing the socket with 1013.
     delivery_retry_seconds: float = 30.0
+    # Event-loop lag (ms) past which a worker answers new HTTP GraphQL requests 503 so that its
+    # subscribers stay live; 0 turns shedding off.
+    overload_lag_ms: float = 250.0
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 2000

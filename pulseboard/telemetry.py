@@ -67,6 +67,16 @@ SUBSCRIBER_CATCHUPS = Counter(
     "Subscribers that caught up on their own (a full outbox, a gap or a resume cursor).",
     registry=REGISTRY,
 )
+LOOP_LAG = Gauge(
+    "pulseboard_event_loop_lag_seconds",
+    "How late the worker's event loop ran its last timer.",
+    registry=REGISTRY,
+)
+SHED = Counter(
+    "pulseboard_requests_shed_total",
+    "HTTP GraphQL requests answered 503 because the worker was overloaded.",
+    registry=REGISTRY,
+)
 DELIVERY_RETRIES = Counter(
     "pulseboard_delivery_retries_total",
     "Retries of a delivery step after a database or broker error.",

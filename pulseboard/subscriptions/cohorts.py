@@ -9,12 +9,13 @@ tasks of the cohort's own, awaited through shields."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
 from typing import TypeVar
 
 from tortoise import timezone
@@ -30,6 +31,9 @@ logger = logging.getLogger("pulseboard.cohorts")
 
 # Rendered payloads and events each cohort keeps for members that catch up.
 RECENT = 256
+# Events a cohort reads ahead of the one it is sending, their renders already running: a render
+# that waits for the database then holds up the events behind it by its own wait only.
+READ_AHEAD = 16
 BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0
 
 T = TypeVar("T")
@@ -238,15 +242,44 @@ class Cohort:
             self._started.set()
             while True:
                 try:
-                    async for message in streams.events(self.hub, self.topic, self.position):
-                        await self._dispatch(message)
-                        retry.succeeded()
+                    stream = streams.events(self.hub, self.topic, self.position)
+                    async with contextlib.aclosing(self._ahead(stream)) as ahead:
+                        async for message in ahead:
+                            await self._dispatch(message)
+                            retry.succeeded()
                 except (asyncio.CancelledError, Unavailable):
                     raise
                 except Exception as error:
                     await retry.failed(error)
         except Unavailable as error:
             self._fail(error)
+
+    async def _ahead(self, stream: AsyncIterator[EventMessage]) -> AsyncGenerator[EventMessage, None]:
+        """`stream`'s events in order, read up to READ_AHEAD ahead by a task of their own that
+        starts each one's render as it arrives (when the cohort's members are sent that type)."""
+        queue: asyncio.Queue[EventMessage | BaseException] = asyncio.Queue(READ_AHEAD)
+
+        async def read() -> None:
+            try:
+                async for message in stream:
+                    member = next(iter(self.members), None)
+                    wanted = member is not None and message.type not in member.gated
+                    if wanted and message.seq not in self._payloads:
+                        self._rendering_of(message)
+                    await queue.put(message)
+            except Exception as error:  # handed to the reader, which retries as before
+                await queue.put(error)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
     def _fail(self, error: Unavailable) -> None:
         self._failed = error
@@ -273,11 +306,14 @@ class Cohort:
         done = self._payloads.get(message.seq)
         if done is not None:
             return done
+        return await asyncio.shield(self._rendering_of(message))
+
+    def _rendering_of(self, message: EventMessage) -> asyncio.Task[str]:
         task = self._rendering.get(message.seq)
         if task is None:
             task = self._rendering[message.seq] = asyncio.create_task(self._render(message))
             task.add_done_callback(functools.partial(self._rendered, message.seq))
-        return await asyncio.shield(task)
+        return task
 
     async def _render(self, message: EventMessage) -> str:
         retry = Retry(self.retry_seconds, self.stats, f"rendering {self.topic}#{message.seq}")
