@@ -1,4 +1,4 @@
-"""Command line: serve, migrate, seed, token, export-schema, and dev (what `make run` runs)."""
+"""Command line: serve, migrate, seed, token, role, export-schema, and dev (what `make run` runs)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,25 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 import signal
 import socket
 import sys
 from dataclasses import replace
 
 import uvicorn
+from broadcaster import Broadcast
 from tortoise import Tortoise
 from uvicorn.supervisors import multiprocess
 
-from pulseboard.app import apply_migrations
+from pulseboard.app import apply_migrations, broker
 from pulseboard.auth import mint_token
+from pulseboard.errors import AppError
 from pulseboard.models import Role
+from pulseboard.resolvers import users
 from pulseboard.seed import ADMIN, MEMBER, DemoUser, seed
-from pulseboard.settings import Settings, SettingsError, export, from_env, tortoise_config
+from pulseboard.settings import Settings, SettingsError, channel_namespace, export, from_env, tortoise_config
+from pulseboard.subscriptions import hub
 from pulseboard.subscriptions.protocol import ProtocolHandler
 from pulseboard.telemetry import configure_logging
 
@@ -70,7 +75,60 @@ async def _seed(settings: Settings) -> bool:
         await Tortoise.close_connections()
 
 
+async def _role(settings: Settings, role: Role, *, email: str | None, sub: str | None) -> str:
+    """Sets a user's role on the configured database, as setUserRole does: the change and its
+    access notice commit together and the notice is broadcast, so running servers forget the
+    user's cached viewer and close their sockets (over memory://, or if the broker is down, they
+    read it from the event log within a second)."""
+    users.require_server_roles(settings)
+    await apply_migrations(settings)
+    await Tortoise.init(config=tortoise_config(settings.database_url))
+    try:
+        backend = broker(settings.broadcast_url)
+        async with Broadcast(settings.broadcast_url, backend=backend) as broadcast:
+            hub.install(
+                hub.Hub(
+                    broadcast,
+                    metrics_interval=settings.metrics_interval_seconds,
+                    namespace=channel_namespace(settings),
+                )
+            )
+            try:
+                user = await users.user_by_login(email=email, sub=sub)
+                user, previous = await users.change_role(user.id, role, actor=None)
+            finally:
+                hub.install(None)
+    finally:
+        await Tortoise.close_connections()
+    who = f"user {user.id} ({user.email or user.sub})"
+    if previous == role:
+        return f"{who} is {role.value} already"
+    return f"{who}: {previous.value} -> {role.value}"
+
+
+# Days a development token lives unless `--days` says otherwise (within the maximum lifetime).
+DEV_TOKEN_DAYS = 30.0
+
+
+def _dev_days(settings: Settings) -> float:
+    return min(DEV_TOKEN_DAYS, settings.jwt_max_lifetime_days or DEV_TOKEN_DAYS)
+
+
 def _token(settings: Settings, demo: DemoUser, days: float) -> str:
+    """A development token the server accepts (SystemExit saying why when it would not)."""
+    if settings.jwt_jwks_url:
+        sys.exit(
+            "pulseboard: tokens come from the identity provider (PULSEBOARD_JWT_JWKS_URL is set);"
+            " HS256 development tokens would be refused"
+        )
+    if not (math.isfinite(days) and days > 0):
+        sys.exit(f"pulseboard: --days must be more than 0, not {days:g} (the token would be expired already)")
+    longest = settings.jwt_max_lifetime_days
+    if longest and days > longest:
+        sys.exit(
+            f"pulseboard: --days {days:g} is longer than the maximum token lifetime of {longest:g} days"
+            " (PULSEBOARD_JWT_MAX_LIFETIME_DAYS)"
+        )
     return mint_token(
         settings.jwt_secret,
         sub=demo.email,
@@ -78,6 +136,8 @@ def _token(settings: Settings, demo: DemoUser, days: float) -> str:
         name=demo.name,
         role=demo.role,
         ttl=dt.timedelta(days=days),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience[0] if settings.jwt_audience else "",
     )
 
 
@@ -85,9 +145,10 @@ def _dev(settings: Settings) -> None:
     created = asyncio.run(_seed(settings))
     url = f"http://{settings.host}:{settings.port}/graphql"
     print(f"\npulseboard {'seeded demo data and ' if created else ''}serving GraphiQL at {url}")
-    for demo in (ADMIN, MEMBER):
+    days = _dev_days(settings)
+    for demo in () if settings.jwt_jwks_url else (ADMIN, MEMBER):
         print(f"\n  {demo.name} ({demo.role.value}) -- paste into GraphiQL's Headers tab:")
-        print(f'  {{"Authorization": "Bearer {_token(settings, demo, 30)}"}}')
+        print(f'  {{"Authorization": "Bearer {_token(settings, demo, days)}"}}')
     print()
     _serve(settings)
 
@@ -106,7 +167,14 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--email", required=True)
     token.add_argument("--name")
     token.add_argument("--role", choices=[r.value for r in Role], default=Role.MEMBER.value)
-    token.add_argument("--days", type=float, default=30.0)
+    token.add_argument("--days", type=float, help=f"default {DEV_TOKEN_DAYS:g} (or the maximum lifetime)")
+    role = commands.add_parser(
+        "role", help="set a user's role (PULSEBOARD_ROLE_SOURCE=server); their live sessions re-authorize"
+    )
+    who = role.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email")
+    who.add_argument("--sub")
+    role.add_argument("--role", required=True, choices=[r.value for r in Role])
     commands.add_parser("export-schema", help="print the GraphQL SDL")
     return parser
 
@@ -137,9 +205,14 @@ def main(argv: list[str] | None = None) -> None:
         print("migrations applied")
     elif args.command == "seed":
         print("seeded demo data" if asyncio.run(_seed(settings)) else "demo data exists already")
+    elif args.command == "role":
+        try:
+            print(asyncio.run(_role(settings, Role(args.role), email=args.email, sub=args.sub)))
+        except AppError as error:
+            sys.exit(f"pulseboard: {error.message}")
     elif args.command == "token":
         demo = DemoUser(args.email, args.name or args.email.split("@")[0], Role(args.role))
-        print(_token(settings, demo, args.days))
+        print(_token(settings, demo, _dev_days(settings) if args.days is None else args.days))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.migrations.api import migrate
 
 from pulseboard import graphiql, http, telemetry
-from pulseboard.auth import claims_from_header
+from pulseboard.auth import Verifier
 from pulseboard.limits import BodySizeLimit, ConnectionCounter, LoopLag, Shed
 from pulseboard.persisted import PersistedQueries, PersistedQueryInvalid, PersistedQueryNotFound
 from pulseboard.resolvers.context import Context
@@ -44,7 +44,8 @@ from pulseboard.schema import build_schema
 from pulseboard.schema.delivery import Planner
 from pulseboard.schema.subscription import SOURCES
 from pulseboard.settings import Settings, channel_namespace, from_env, tortoise_config
-from pulseboard.subscriptions import hub
+from pulseboard.subscriptions import access, hub
+from pulseboard.subscriptions.access import AccessWatch
 from pulseboard.subscriptions.engine import Engine
 from pulseboard.subscriptions.protocol import ProtocolHandler
 from pulseboard.subscriptions.redis_backend import SupervisedRedisBackend
@@ -58,7 +59,7 @@ class GraphQLApp(GraphQL[Context, None]):
     def __init__(self, settings: Settings) -> None:
         self.connections = ConnectionCounter(limit=settings.connections_per_user)
         self.anonymous = ConnectionCounter(limit=settings.anonymous_connections_per_address)
-        self.viewers = Viewers(ttl=settings.viewer_cache_seconds)
+        self.viewers = Viewers(ttl=settings.viewer_cache_seconds, role_source=settings.role_source)
         self.persisted = PersistedQueries(
             max_count=settings.persisted_queries_max_count,
             max_bytes=settings.persisted_queries_max_bytes,
@@ -78,9 +79,10 @@ class GraphQLApp(GraphQL[Context, None]):
             allowed_origins=settings.allowed_origins,
         )
         self.settings = settings
+        self.verifier = Verifier.from_settings(settings)
 
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
-        claims, error = claims_from_header(self.settings.jwt_secret, request.headers.get("authorization"))
+        claims, error = await self.verifier.claims_from_header(request.headers.get("authorization"))
         viewer = await self.viewers.get(claims) if claims else None
         return Context(
             settings=self.settings,
@@ -150,7 +152,7 @@ class GraphQLApp(GraphQL[Context, None]):
         if header is not None:
             if not isinstance(header, str):
                 raise ConnectionRejectionError({"message": "authorization must be a string"})
-            claims, error = claims_from_header(self.settings.jwt_secret, header)
+            claims, error = await self.verifier.claims_from_header(header)
             if error is not None or claims is None:
                 raise ConnectionRejectionError({"message": error.message if error else "Invalid token."})
             context.viewer, context.auth_error = await self.viewers.get(claims), None
@@ -174,6 +176,18 @@ class GraphQLApp(GraphQL[Context, None]):
             )
         return UNSET
 
+    async def disconnect(self, user_id: int) -> None:
+        """Closes this app's sockets of `user_id` with 4403: their role changed, so what they were
+        authorized for is out of date (an access notice; clients reconnect and are re-authorized)."""
+        stale = [
+            handler
+            for handler in ProtocolHandler.open
+            if handler.view is self
+            and (viewer := getattr(handler.context, "viewer", None)) is not None
+            and viewer.id == user_id
+        ]
+        await asyncio.gather(*(_access_changed(handler) for handler in stale))
+
     async def on_ws_disconnect(self, context: Context) -> None:
         if context.expiry is not None:
             context.expiry.cancel()
@@ -183,6 +197,11 @@ class GraphQLApp(GraphQL[Context, None]):
         if context.counted and context.viewer is not None:
             self.connections.release(context.viewer.id)
             context.counted = False
+
+
+async def _access_changed(handler: ProtocolHandler) -> None:
+    with contextlib.suppress(Exception):  # already closed
+        await handler.close(access.CLOSE_CODE, access.CLOSE_REASON)
 
 
 async def _expire(context: Context) -> None:
@@ -279,9 +298,20 @@ def create_app(settings: Settings) -> Starlette:
             graphql.engine = app.state.engine = Engine(live, retry_seconds=settings.delivery_retry_seconds)
             hub.install(live)
             live.start()
+            watch = AccessWatch(
+                live,
+                forget=graphql.viewers.forget,
+                disconnect=graphql.disconnect,
+                sockets_open=lambda: bool(ProtocolHandler.open),
+            )
+            await watch.start()
+            app.state.access = watch
+            access.install(watch)
             try:
                 yield
             finally:
+                access.install(None)
+                await watch.close()
                 hub.install(None)
                 await graphql.engine.close()
                 await live.close()

@@ -62,8 +62,8 @@ def dev_headers(settings: Settings, request: Request, demo: DemoUser = ADMIN) ->
     foreign Host header is a DNS-rebinding page); none otherwise."""
     client = request.client.host if request.client else ""
     local = is_loopback(settings.host) and is_loopback(client) and is_loopback(request.url.hostname or "")
-    if settings.production or not local:
-        return {}
+    if settings.production or not local or settings.jwt_jwks_url:
+        return {}  # with a JWKS, tokens come from the identity provider only
     token = mint_token(
         settings.jwt_secret,
         sub=demo.email,
@@ -71,6 +71,8 @@ def dev_headers(settings: Settings, request: Request, demo: DemoUser = ADMIN) ->
         name=demo.name,
         role=demo.role,
         ttl=DEV_TOKEN_TTL,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience[0] if settings.jwt_audience else "",
     )
     return {"Authorization": f"Bearer {token}"}
 

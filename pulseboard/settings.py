@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
+import math
 import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tortoise.backends.base.config_generator import expand_db_url
 
@@ -18,6 +21,12 @@ logger = logging.getLogger("pulseboard")
 DEV_SECRET_FILE = Path(".pulseboard-secret")
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development", "test", "please-change"}
 MIN_SECRET_LENGTH = 32
+# Signature algorithms accepted from a JWKS (public keys only: HS* with a public key as the
+# secret would be algorithm confusion), and the ones accepted when none are configured.
+JWT_ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+JWT_JWKS_DEFAULT_ALGORITHMS = ("RS256", "ES256")
+JWT_SECRET_ALGORITHMS = ("HS256",)
+ROLE_SOURCES = ("token", "server")
 
 
 class SettingsError(ValueError):
@@ -32,6 +41,19 @@ class Settings:
     # Prefix of broker channels; empty: derived from database_url (one namespace per database).
     broadcast_namespace: str = ""
     jwt_secret: str = ""
+    # An identity provider's key set (RS256/ES256 tokens; HS256 and jwt_secret are then refused).
+    jwt_jwks_url: str = ""
+    # Accepted `alg`s; empty: RS256,ES256 with a JWKS URL, HS256 without.
+    jwt_algorithms: tuple[str, ...] = ()
+    # When set, a token's `iss` must equal jwt_issuer and its `aud` name one of jwt_audience.
+    jwt_issuer: str = ""
+    jwt_audience: tuple[str, ...] = ()
+    # Longest `exp - iat` accepted (without `iat`: `exp - now`); 0 turns the limit off.
+    jwt_max_lifetime_days: float = 30.0
+    # How long fetched JWKS keys are used before the set is fetched again, and the least time
+    # between two fetches (a token naming an unknown `kid` fetches at most that often).
+    jwt_jwks_cache_seconds: float = 300.0
+    jwt_jwks_refetch_seconds: float = 15.0
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -47,6 +69,9 @@ class Settings:
     connections_per_user: int = 20
     # How long a worker trusts the user it made of a token's claims before reading it again.
     viewer_cache_seconds: float = 30.0
+    # Where users' roles come from: `token` (the identity provider's `role` claim; the newest
+    # token wins) or `server` (kept in the database, changed by setUserRole or `pulseboard role`).
+    role_source: str = "token"
     # Sockets without a token: how many one client address may hold open, and how long one may
     # stay open without an operation running before it is closed.
     anonymous_connections_per_address: int = 20
@@ -88,13 +113,18 @@ class Settings:
         """Refuse settings that cannot work; return self so it chains."""
         if self.env not in ("development", "production"):
             raise SettingsError(f"PULSEBOARD_ENV must be development or production, not {self.env!r}")
-        if self.production and (
-            self.jwt_secret.lower() in PLACEHOLDER_SECRETS or len(self.jwt_secret) < MIN_SECRET_LENGTH
+        self._check_jwt()
+        if (
+            self.production
+            and not self.jwt_jwks_url
+            and (self.jwt_secret.lower() in PLACEHOLDER_SECRETS or len(self.jwt_secret) < MIN_SECRET_LENGTH)
         ):
             raise SettingsError(
                 f"PULSEBOARD_JWT_SECRET must be set to a random value of at least {MIN_SECRET_LENGTH}"
                 " characters in production"
             )
+        if self.role_source not in ROLE_SOURCES:
+            raise SettingsError(f"PULSEBOARD_ROLE_SOURCE must be token or server, not {self.role_source!r}")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"PULSEBOARD_LOG_FORMAT must be text or json, not {self.log_format!r}")
         if self.workers < 1:
@@ -110,6 +140,40 @@ class Settings:
                 " only (set PULSEBOARD_BROADCAST_URL=redis://...)"
             )
         return self
+
+    def _check_jwt(self) -> None:
+        if self.jwt_jwks_url:
+            url = urlsplit(self.jwt_jwks_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise SettingsError("PULSEBOARD_JWT_JWKS_URL must be an http:// or https:// URL")
+            if self.production and url.scheme != "https" and not _loopback(url.hostname):
+                raise SettingsError("PULSEBOARD_JWT_JWKS_URL must be https:// in production")
+            if self.production and not (self.jwt_issuer and self.jwt_audience):
+                raise SettingsError(
+                    "PULSEBOARD_JWT_ISSUER and PULSEBOARD_JWT_AUDIENCE must be set with a JWKS URL in"
+                    " production (else tokens the provider issued for other applications are accepted)"
+                )
+        allowed = JWT_ASYMMETRIC_ALGORITHMS if self.jwt_jwks_url else JWT_SECRET_ALGORITHMS
+        if not set(self.jwt_algorithms) <= set(allowed):
+            raise SettingsError(
+                f"PULSEBOARD_JWT_ALGORITHMS must be among {','.join(allowed)}"
+                f" {'with' if self.jwt_jwks_url else 'without'} PULSEBOARD_JWT_JWKS_URL"
+            )
+        if not (math.isfinite(self.jwt_max_lifetime_days) and self.jwt_max_lifetime_days >= 0):
+            raise SettingsError("PULSEBOARD_JWT_MAX_LIFETIME_DAYS must be a number of days (0: no limit)")
+        for name in ("jwt_jwks_cache_seconds", "jwt_jwks_refetch_seconds"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise SettingsError(f"PULSEBOARD_{name.upper()} must be more than 0")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _bool(value: str) -> bool:

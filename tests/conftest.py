@@ -15,12 +15,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
-from pulseboard.app import apply_migrations, create_app
+from pulseboard.app import apply_migrations
 from pulseboard.settings import Settings
-from tests.helpers import Api
+from tests.helpers import Api, serving
 from tests.live import LiveServer, serve
 from tests.services import private_postgres, private_redis  # noqa: F401
 
@@ -88,11 +87,8 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[Api]:
     """The real app, lifespan and all, driven over HTTP through its ASGI interface."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield Api(http, settings, app)
+    async with serving(settings) as api:
+        yield api
 
 
 @pytest.fixture

@@ -5,14 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 
+from pulseboard.app import create_app
 from pulseboard.auth import mint_token
 from pulseboard.models import Role
 from pulseboard.settings import Settings
@@ -77,6 +82,29 @@ class Api:
         error = body["errors"][0]
         assert "code" in error.get("extensions", {}), error
         return error
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Api]:
+    """The app built with `settings`, lifespan and all, behind an HTTP client."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield Api(http, settings, app)
+
+
+def run_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m pulseboard ARGS` in `cwd`, with none of this process's PULSEBOARD_* settings."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PULSEBOARD_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pulseboard", *args],
+        cwd=cwd,
+        env={**environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def code(error: dict) -> str:

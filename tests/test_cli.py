@@ -10,23 +10,12 @@ from pathlib import Path
 import jwt
 
 from pulseboard.schema import schema
-
-
-def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PULSEBOARD_")}
-    return subprocess.run(
-        [sys.executable, "-m", "pulseboard", *args],
-        cwd=cwd,
-        env={**environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.helpers import run_cli
 
 
 def test_token_mints_a_verifiable_dev_token(tmp_path: Path) -> None:
     secret = "s" * 40
-    result = run(
+    result = run_cli(
         "token", "--email", "kim@example.test", "--role", "AGENT", cwd=tmp_path, PULSEBOARD_JWT_SECRET=secret
     )
     assert result.returncode == 0, result.stderr
@@ -39,8 +28,8 @@ def test_token_mints_a_verifiable_dev_token(tmp_path: Path) -> None:
 
 
 def test_development_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
-    first = run("token", "--email", "a@example.test", cwd=tmp_path)
-    second = run("token", "--email", "a@example.test", cwd=tmp_path)
+    first = run_cli("token", "--email", "a@example.test", cwd=tmp_path)
+    second = run_cli("token", "--email", "a@example.test", cwd=tmp_path)
     secret = (tmp_path / ".pulseboard-secret").read_text().strip()
     assert len(secret) >= 32
     for result in (first, second):
@@ -50,17 +39,17 @@ def test_development_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
 
 
 def test_export_schema_prints_the_sdl(tmp_path: Path) -> None:
-    result = run("export-schema", cwd=tmp_path)
+    result = run_cli("export-schema", cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout == schema.as_str() + "\n"
 
 
 def test_serve_refuses_several_workers_on_sqlite_or_memory(tmp_path: Path) -> None:
-    result = run("serve", "--workers", "2", cwd=tmp_path, PULSEBOARD_JWT_SECRET="s" * 40)
+    result = run_cli("serve", "--workers", "2", cwd=tmp_path, PULSEBOARD_JWT_SECRET="s" * 40)
     assert result.returncode != 0
     assert "needs a server database" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    result = run(
+    result = run_cli(
         "serve",
         "--workers",
         "2",
@@ -73,16 +62,16 @@ def test_serve_refuses_several_workers_on_sqlite_or_memory(tmp_path: Path) -> No
 
 
 def test_production_refuses_a_placeholder_secret(tmp_path: Path) -> None:
-    result = run("migrate", cwd=tmp_path, PULSEBOARD_ENV="production", PULSEBOARD_JWT_SECRET="changeme")
+    result = run_cli("migrate", cwd=tmp_path, PULSEBOARD_ENV="production", PULSEBOARD_JWT_SECRET="changeme")
     assert result.returncode != 0
     assert "PULSEBOARD_JWT_SECRET" in result.stderr
 
 
 def test_migrate_and_seed_once(tmp_path: Path) -> None:
     env = {"PULSEBOARD_JWT_SECRET": "s" * 40, "PULSEBOARD_DATABASE_URL": f"sqlite://{tmp_path}/cli.db"}
-    assert run("migrate", cwd=tmp_path, **env).returncode == 0
-    first = run("seed", cwd=tmp_path, **env)
-    second = run("seed", cwd=tmp_path, **env)
+    assert run_cli("migrate", cwd=tmp_path, **env).returncode == 0
+    first = run_cli("seed", cwd=tmp_path, **env)
+    second = run_cli("seed", cwd=tmp_path, **env)
     assert first.stdout.strip() == "seeded demo data", first.stderr
     assert second.stdout.strip() == "demo data exists already", second.stderr
 

@@ -4,29 +4,15 @@ settings the service cannot work with are refused at start."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
-from pulseboard.app import create_app
 from pulseboard.resolvers import projects
 from pulseboard.settings import Settings, SettingsError, from_env
-from tests.helpers import Api, code
+from tests.helpers import Api, code, serving
 
 GOOD_SECRET = "s" * 48
-
-
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[Api]:
-    """The app built with `settings`, lifespan and all, behind an HTTP client."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield Api(http, settings, app)
 
 
 async def still_answers(api: Api) -> None:

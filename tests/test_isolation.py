@@ -22,7 +22,7 @@ async def test_a_subscriber_leaving_mid_event_does_not_end_another_stream(live: 
     attacker = live.token("attacker@example.test", Role.MEMBER)
     attacker_id = (await live.gql(attacker, "{ viewer { id } }"))["viewer"]["id"]
     project = (await live.gql(victim, PROJECT))["createProject"]["id"]
-    await live.gql(victim, MEMBER, p=project, u=attacker_id)
+    await live.gql(live.token("admin@example.test", Role.ADMIN), MEMBER, p=project, u=attacker_id)
     task = (await live.gql(victim, TASK, p=project))["createTask"]["id"]
     rng = random.Random(20261202)
     async with ws(live, victim) as watching:

@@ -9,14 +9,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
-import httpx
 import pytest
 
 from pulseboard import telemetry
-from pulseboard.app import create_app
 from pulseboard.models import Role
 from pulseboard.settings import Settings
-from tests.helpers import Api
+from tests.helpers import Api, serving
 
 
 @asynccontextmanager
@@ -45,11 +43,8 @@ def shed() -> float:
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[Api]:
     """The app with shedding on, as served (the shared fixture turns it off)."""
-    app = create_app(replace(settings, overload_lag_ms=250))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield Api(http, app.state.settings, app)
+    async with serving(replace(settings, overload_lag_ms=250)) as shedding:
+        yield shedding
 
 
 async def test_a_lagging_worker_sheds_new_requests_and_recovers(api: Api) -> None:
@@ -87,12 +82,6 @@ async def test_one_long_callback_is_not_overload(api: Api) -> None:
 
 
 async def test_shedding_can_be_turned_off(settings: Settings) -> None:
-    app = create_app(replace(settings, overload_lag_ms=0))
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://t") as http,
-        saturated(),
-    ):
-        response = await http.post("/graphql", json={"query": "{ __typename }"})
+    async with serving(replace(settings, overload_lag_ms=0)) as api, saturated():
+        response = await api.http.post("/graphql", json={"query": "{ __typename }"})
     assert response.status_code == 200, response.text

@@ -78,15 +78,29 @@ async def test_a_non_member_cannot_see_a_project(api: Api) -> None:
         assert code(err) == "NOT_FOUND", project
 
 
-async def test_a_member_adds_members(api: Api) -> None:
+async def test_the_owner_adds_members(api: Api) -> None:
     alice, bob, carol = await api.person(), await api.person(), await api.person()
+    # Owners add people they share a project or a team with (tests/test_membership.py).
+    admin = await api.person(Role.ADMIN)
+    team = (await api.ok(admin, 'mutation { createTeam(input: {name: "Crew"}) { id } }'))["createTeam"]["id"]
+    for person in (alice, bob, carol):
+        await api.ok(
+            admin,
+            "mutation($t: ID!, $u: ID!) { addTeamMember(teamId: $t, userId: $u) { id } }",
+            t=team,
+            u=person.id,
+        )
     project_id = await create_project(api, alice)
 
     data = await api.ok(alice, ADD_MEMBER, projectId=project_id, userId=bob.id)
     assert data["addProjectMember"]["members"] == [{"id": alice.id}, {"id": bob.id}]
-    # The new member may now see the project and add others; adding twice changes nothing.
-    await api.ok(bob, ADD_MEMBER, projectId=project_id, userId=carol.id)
-    data = await api.ok(bob, ADD_MEMBER, projectId=project_id, userId=carol.id)
+    # The new member may now see the project, but only owners add others.
+    assert (await api.ok(bob, PROJECT, id=project_id))["project"]["id"] == project_id
+    err = await api.error(bob, ADD_MEMBER, projectId=project_id, userId=carol.id)
+    assert code(err) == "FORBIDDEN"
+    # Adding twice changes nothing.
+    await api.ok(alice, ADD_MEMBER, projectId=project_id, userId=carol.id)
+    data = await api.ok(alice, ADD_MEMBER, projectId=project_id, userId=carol.id)
     assert data["addProjectMember"]["members"] == [{"id": p.id} for p in (alice, bob, carol)]
     assert (await api.ok(carol, PROJECT, id=project_id))["project"]["id"] == project_id
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from pulseboard.models import Event
+from pulseboard.models import Event, Role
 from tests.conftest import ON_POSTGRES
 from tests.helpers import Api, Person, code, count_queries
 
@@ -53,9 +53,13 @@ COLUMNS = ("TODO", "IN_PROGRESS", "IN_REVIEW", "DONE")
 
 
 async def project_with(api: Api, owner: Person, *members: Person) -> str:
+    """A project of `owner`'s; an admin adds the members (owners add only people they share a
+    project or a team with: tests/test_membership.py)."""
     project_id = (await api.ok(owner, CREATE_PROJECT, name="Board"))["createProject"]["id"]
-    for member in members:
-        await api.ok(owner, ADD_MEMBER, p=project_id, u=member.id)
+    if members:
+        admin = await api.person(Role.ADMIN)
+        for member in members:
+            await api.ok(admin, ADD_MEMBER, p=project_id, u=member.id)
     return project_id
 
 

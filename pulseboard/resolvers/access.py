@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from tortoise.expressions import Q
+from collections.abc import Iterable
 
-from pulseboard.errors import forbidden, not_found
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Q, Subquery
+from tortoise.queryset import QuerySet
+
+from pulseboard.errors import bad_input, forbidden, not_found
 from pulseboard.models import (
     Project,
     ProjectMember,
+    ProjectRole,
     Queue,
     Role,
     Task,
@@ -34,6 +39,69 @@ def is_admin(user: User) -> bool:
 
 async def is_project_member(user: User, project_id: int) -> bool:
     return is_admin(user) or await ProjectMember.exists(project_id=project_id, user_id=user.id)
+
+
+# Project roles. Admins may see and manage every project, but only a membership row makes anyone
+# a member: it is what assignment and the project's member list count.
+
+
+async def has_membership(user_id: int, project_id: int) -> bool:
+    """A membership row, whatever the platform role: admins are not members unless added."""
+    return await ProjectMember.exists(project_id=project_id, user_id=user_id)
+
+
+async def manages_project(user: User, project_id: int) -> bool:
+    """Owners and admins add and remove members and change their roles."""
+    if is_admin(user):
+        return True
+    return await ProjectMember.exists(project_id=project_id, user_id=user.id, role=ProjectRole.OWNER)
+
+
+async def require_project_manager(user: User, project_id: int) -> None:
+    """For a viewer who may see the project (check that first: outsiders get NOT_FOUND)."""
+    if not await manages_project(user, project_id):
+        raise forbidden("Only the project's owners may manage its members.")
+
+
+async def shares_with(viewer: User, user_id: int) -> bool:
+    """Whether `user_id` shares a project or a team with `viewer` (admins: with everyone)."""
+    if is_admin(viewer) or user_id == viewer.id:
+        return True
+    projects = ProjectMember.filter(user_id=viewer.id).values("project_id")
+    if await ProjectMember.exists(user_id=user_id, project_id__in=Subquery(projects)):
+        return True
+    teams = TeamMember.filter(user_id=viewer.id).values("team_id")
+    return await TeamMember.exists(user_id=user_id, team_id__in=Subquery(teams))
+
+
+async def addable_user(viewer: User, user_id: object) -> User:
+    """A user the viewer may add to a project: one they share a project or a team with, anyone
+    for admins. Anyone else is NOT_FOUND exactly as an id that names nobody."""
+    uid = parse_id("User", user_id)
+    user = await User.get_or_none(id=uid) if await shares_with(viewer, uid) else None
+    if user is None:
+        raise not_found("User", user_id)
+    return user
+
+
+async def keep_an_owner(project_id: int, user_id: int, conn: BaseDBAsyncClient) -> None:
+    """Refuses to remove or demote `user_id` when they are the project's last owner. Call it with
+    the project row locked, so that two owners cannot each remove the other."""
+    owners = (
+        await ProjectMember.filter(project_id=project_id, role=ProjectRole.OWNER)
+        .using_db(conn)
+        .values_list("user_id", flat=True)
+    )
+    if list(owners) == [user_id]:
+        raise bad_input(
+            "userId", "A project must keep at least one owner: make another member an owner first."
+        )
+
+
+def sees_private_fields(viewer: User | None, user: User) -> bool:
+    """A user's email and platform role: for the user themself and admins only. Everyone who can
+    reach a user (through a project, task, ticket or event they may see) sees the id and name."""
+    return viewer is not None and (viewer.id == user.id or is_admin(viewer))
 
 
 def visible_projects(user: User) -> Q:
@@ -128,3 +196,55 @@ async def ticket_for_agent(user: User, ticket_id: object) -> Ticket:
 def require_admin(user: User) -> None:
     if not is_admin(user):
         raise forbidden("Only administrators may do this.")
+
+
+# --- access as of now: sets and subqueries for checks made where the rows are not at hand ---
+
+
+def agent_queues(user: User) -> QuerySet[Queue]:
+    """Filter on Queue: the queues whose tickets `user` works as an agent (none unless AGENT)."""
+    if user.role != Role.AGENT:
+        return Queue.filter(id__in=[])
+    return Queue.filter(team__memberships__user_id=user.id)
+
+
+def visible_ticket_ids(user: User) -> Subquery:
+    """The ids of the tickets `user` may see, as visible_tickets, in one statement (a subquery)."""
+    if is_admin(user):
+        return Subquery(Ticket.all().values("id"))
+    own = Q(requester_id=user.id)
+    if user.role != Role.AGENT:
+        return Subquery(Ticket.filter(own).values("id"))
+    worked = Q(queue_id__in=Subquery(agent_queues(user).values("id")))
+    return Subquery(Ticket.filter(Q(own, worked, join_type=Q.OR)).values("id"))
+
+
+def visible_task_ids(user: User) -> Subquery:
+    """The ids of the tasks `user` may see (a subquery)."""
+    return Subquery(Task.filter(visible_tasks(user)).values("id"))
+
+
+async def member_project_ids(user: User) -> frozenset[int]:
+    """The projects `user` is a member of (admins see every project; this is membership only)."""
+    ids = await ProjectMember.filter(user_id=user.id).values_list("project_id", flat=True)
+    return frozenset(ids)  # type: ignore[arg-type]
+
+
+async def agent_queue_ids(user: User) -> frozenset[int]:
+    """The queues `user` works as an agent now (empty unless their role is AGENT)."""
+    if user.role != Role.AGENT:
+        return frozenset()
+    return frozenset(await agent_queues(user).values_list("id", flat=True))  # type: ignore[arg-type]
+
+
+async def worked_tickets(user_id: int, ticket_ids: Iterable[int]) -> set[int]:
+    """Those of `ticket_ids` in a queue of one of the user's teams, and the user an agent (one query)."""
+    ids = list(ticket_ids)
+    if not ids:
+        return set()
+    rows = await Ticket.filter(
+        id__in=ids,
+        queue__team__memberships__user_id=user_id,
+        queue__team__memberships__user__role=Role.AGENT,
+    ).values_list("id", flat=True)
+    return set(rows)  # type: ignore[arg-type]

@@ -10,13 +10,17 @@ from dataclasses import dataclass
 from pulseboard import telemetry
 from pulseboard.errors import forbidden, not_found
 from pulseboard.models import Queue, User
-from pulseboard.resolvers import access, metrics
+from pulseboard.resolvers import access, metrics, notifications
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.projects import MEMBER_REMOVED
 from pulseboard.subscriptions import streams, topics
 from pulseboard.subscriptions.encoding import EventMessage, parse_cursor
-from pulseboard.subscriptions.hub import Hub, current
+from pulseboard.subscriptions.hub import Hub, current, head
 from pulseboard.subscriptions.metrics import Watcher
+
+# The event types of a user's topics that carry tickets or notifications (all of them).
+ASSIGNED = "ASSIGNED"
+NOTIFICATION_EVENTS = frozenset({"CREATED", "READ", "DELETED"})
 
 
 def hub() -> Hub:
@@ -72,16 +76,65 @@ def _task_admit(viewer: User, project_id: int, message: EventMessage) -> bool:
     return False  # membership changes are not task events
 
 
+# Access as of now for streams of a user's own topic. What the viewer may see is read at subscribe
+# time, after the topic's head (`since`): an event up to it is replayed only if it is about a ticket
+# or task the viewer may see now. One after it was authorized when it was written, which is later
+# than the read: a notification is made only for those who may see its subject then (notify), read
+# and delete events only for notifications the viewer may still see, and an assignment only of an
+# agent of the ticket's queue. Access that shrinks later ends the socket (a role change) or stops
+# further events (removal from a project: no new notifications).
+
+
 async def ticket_assignments(ctx: Context, user_id: object, after: str | None) -> Feed:
     viewer = ctx.require_viewer()
     uid = access.parse_id("User", user_id)
     if uid != viewer.id and not access.is_admin(viewer):
         raise forbidden("You may only watch your own ticket assignments.")
-    return _feed(topics.user_tickets(uid), after)
+    topic = topics.user_tickets(uid)
+    if access.is_admin(viewer):
+        return _feed(topic, after)  # admins see every ticket
+    since = await head(topic)
+    queues = await access.agent_queue_ids(viewer)
+    return _feed(
+        topic,
+        after,
+        lambda message: _assignment_admit(viewer.id, queues, since, message),
+        gated=frozenset({ASSIGNED}),
+    )
+
+
+def _assignment_admit(viewer_id: int, queues: frozenset[int], since: int, message: EventMessage) -> bool:
+    if message.seq > since:
+        return True
+    ticket = message.payload["ticket"]
+    return ticket["requester_id"] == viewer_id or ticket["queue_id"] in queues
 
 
 async def notification_events(ctx: Context, after: str | None) -> Feed:
-    return _feed(topics.user_notifications(ctx.require_viewer().id), after)
+    viewer = ctx.require_viewer()
+    topic = topics.user_notifications(viewer.id)
+    if access.is_admin(viewer):
+        return _feed(topic, after)  # admins see every task and ticket
+    since = await head(topic)
+    projects = await access.member_project_ids(viewer)
+    queues = await access.agent_queue_ids(viewer)
+    return _feed(
+        topic,
+        after,
+        lambda message: _notification_admit(viewer.id, projects, queues, since, message),
+        gated=NOTIFICATION_EVENTS,
+    )
+
+
+def _notification_admit(
+    viewer_id: int, projects: frozenset[int], queues: frozenset[int], since: int, message: EventMessage
+) -> bool:
+    """An event is replayed only if the viewer may see every notification in it (one they may not
+    is not shown as read or deleted either: a later list shows how things are)."""
+    if message.seq > since:
+        return True
+    rows = message.payload["notifications"]
+    return all(notifications.may_see(viewer_id, projects, queues, row) for row in rows)
 
 
 async def queue_metrics(

@@ -12,6 +12,7 @@ from strawberry.dataloader import DataLoader
 from tortoise.models import Model
 
 from pulseboard.models import Project, ProjectMember, Queue, TaskComment, Team, TicketComment, User
+from pulseboard.resolvers.access import worked_tickets
 from pulseboard.resolvers.pagination import PageArgs, counts_by_parent, pages_by_parent
 
 M = TypeVar("M", bound=Model)
@@ -48,6 +49,21 @@ async def _project_members(project_ids: Sequence[int]) -> list[list[User]]:
     for row in rows:
         members[row.project_id].append(users[row.user_id])
     return [members[pid] for pid in project_ids]
+
+
+async def _project_memberships(project_ids: Sequence[int]) -> list[list[ProjectMember]]:
+    rows: dict[int, list[ProjectMember]] = {pid: [] for pid in project_ids}
+    for row in await ProjectMember.filter(project_id__in=list(project_ids)).order_by("user_id"):
+        rows[row.project_id].append(row)
+    return [rows[pid] for pid in project_ids]
+
+
+async def _worked(keys: Sequence[tuple[int, int]]) -> list[bool]:
+    by_user: dict[int, set[int]] = defaultdict(set)
+    for user_id, ticket_id in keys:
+        by_user[user_id].add(ticket_id)
+    worked = {(u, t) for u, ids in by_user.items() for t in await worked_tickets(u, ids)}
+    return [key in worked for key in keys]
 
 
 # A parent's id and the page asked of its children.
@@ -107,6 +123,17 @@ class Loaders:
     @cached_property
     def project_members(self) -> DataLoader[int, list[User]]:
         return self._kind(load_fn=_project_members)
+
+    @cached_property
+    def project_memberships(self) -> DataLoader[int, list[ProjectMember]]:
+        """A project's membership rows (with their roles), in user id order."""
+        return self._kind(load_fn=_project_memberships)
+
+    @cached_property
+    def worked(self) -> DataLoader[tuple[int, int], bool]:
+        """Whether (agent id, ticket id) is a ticket of one of the agent's teams. Keyed by user, so
+        one event's cohorts may share it; uncached, as team membership may change mid-request."""
+        return self._kind(load_fn=_worked, cache=False)
 
     @cached_property
     def task_comments(self) -> DataLoader[PageKey, list[TaskComment]]:

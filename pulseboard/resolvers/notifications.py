@@ -1,13 +1,36 @@
-"""Stored notifications: created for the people an event concerns, as their preferences allow."""
+"""Stored notifications: created for the people an event concerns who may see what it is about,
+as their preferences allow; listed, counted, read and streamed only while the viewer still may.
+
+Access is checked as of now. At creation, only recipients who may see the task (members of its
+project) or the ticket (its requester, agents of its queue's team, admins) get one. At delivery,
+the list, the count, marking and deleting see only notifications whose task or ticket the viewer
+may see now (in SQL). Every event on a user's notifications topic carries, per notification, the
+`subject` its access is decided by (project; queue and requester), so a replay can check it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from tortoise import timezone
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Q, Subquery
+from tortoise.queryset import QuerySet
 
 from pulseboard.errors import bad_input, not_found
-from pulseboard.models import Notification, NotificationChannel, NotificationPreferences, NotificationType
+from pulseboard.models import (
+    Notification,
+    NotificationChannel,
+    NotificationPreferences,
+    NotificationType,
+    ProjectMember,
+    Role,
+    Task,
+    TeamMember,
+    Ticket,
+    User,
+)
+from pulseboard.resolvers import access
 from pulseboard.resolvers.access import parse_id
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.events import Transaction, snapshot, transaction
@@ -26,6 +49,58 @@ def wants(
     return prefs.enabled and prefs.channels.get(type.value, {}).get(channel.value, True)
 
 
+Subject = dict[str, Any]
+
+
+def subject_of_task(task: Task) -> Subject:
+    return {"project_id": task.project_id}
+
+
+def subject_of_ticket(ticket: Ticket) -> Subject:
+    # A ticket never changes queue or requester, and a queue never changes team.
+    return {"queue_id": ticket.queue_id, "requester_id": ticket.requester_id}
+
+
+def payload_row(notification: Notification, subject: Subject) -> dict[str, Any]:
+    """A notification as events carry it: its row and what decides who may see it (`subject`,
+    read by live.notification_events; not part of the GraphQL type)."""
+    return {**snapshot(notification), "subject": subject}
+
+
+def may_see(viewer_id: int, projects: frozenset[int], queues: frozenset[int], row: dict[str, Any]) -> bool:
+    """Whether a non-admin who is a member of `projects` and an agent of `queues` may see the
+    notification `row` (as payload_row made it). Without its subject: no (it cannot be told)."""
+    subject = row.get("subject") or {}
+    if row.get("task_id") is not None and subject.get("project_id") not in projects:
+        return False
+    if row.get("ticket_id") is not None:
+        return subject.get("requester_id") == viewer_id or subject.get("queue_id") in queues
+    return True
+
+
+async def _audience(
+    conn: BaseDBAsyncClient, users: list[int], task: Task | None, ticket: Ticket | None
+) -> set[int]:
+    """Those of `users` who may see the notification's subject now (one query). A task's are the
+    members of its project: admins see every project but hear of a task only as members, as only
+    members can be assigned one. A ticket's are its requester, its queue's agents and admins."""
+    if task is not None:
+        members = ProjectMember.filter(project_id=task.project_id, user_id__in=users)
+        return set(await members.using_db(conn).values_list("user_id", flat=True))  # type: ignore[arg-type]
+    if ticket is not None:
+        agents = TeamMember.filter(team__queues__id=ticket.queue_id).values("user_id")
+        allowed = User.filter(id__in=users).filter(
+            Q(
+                Q(role=Role.ADMIN),
+                Q(id=ticket.requester_id),
+                Q(role=Role.AGENT, id__in=Subquery(agents)),
+                join_type=Q.OR,
+            )
+        )
+        return set(await allowed.using_db(conn).values_list("id", flat=True))  # type: ignore[arg-type]
+    return set(users)
+
+
 async def notify(
     tx: Transaction,
     *,
@@ -33,13 +108,20 @@ async def notify(
     type: NotificationType,
     title: str,
     body: str = "",
-    task_id: int | None = None,
-    ticket_id: int | None = None,
+    task: Task | None = None,
+    ticket: Ticket | None = None,
 ) -> list[Notification]:
-    """Store an in-app notification for each recipient but the actor, where preferences allow."""
+    """Store an in-app notification about `task` or `ticket` for each recipient but the actor who
+    may see it now, where their preferences allow (two queries for all recipients, then one
+    insert each)."""
     users = sorted({r for r in recipients if r is not None and r != tx.actor_id})
     if not users:
         return []
+    allowed = await _audience(tx.conn, users, task, ticket)
+    users = [u for u in users if u in allowed]
+    if not users:
+        return []
+    subject = subject_of_task(task) if task else subject_of_ticket(ticket) if ticket else {}
     prefs = {p.user_id: p for p in await NotificationPreferences.filter(user_id__in=users).using_db(tx.conn)}
     created = []
     for user_id in users:
@@ -50,20 +132,34 @@ async def notify(
             type=type,
             title=title[:300],
             body=body,
-            task_id=task_id,
-            ticket_id=ticket_id,
+            task_id=task.id if task else None,
+            ticket_id=ticket.id if ticket else None,
             using_db=tx.conn,
         )
-        tx.emit(topics.user_notifications(user_id), "CREATED", {"notifications": [snapshot(notification)]})
+        tx.emit(
+            topics.user_notifications(user_id),
+            "CREATED",
+            {"notifications": [payload_row(notification, subject)]},
+        )
         created.append(notification)
     return created
+
+
+def visible(viewer: User) -> QuerySet[Notification]:
+    """The viewer's notifications whose task or ticket they may see now (one statement; a
+    notification about a task that no longer exists is not shown: who may see it cannot be told)."""
+    return Notification.filter(
+        Q(task_id__isnull=True) | Q(task_id__in=access.visible_task_ids(viewer)),
+        Q(ticket_id__isnull=True) | Q(ticket_id__in=access.visible_ticket_ids(viewer)),
+        user_id=viewer.id,
+    )
 
 
 async def notifications(
     ctx: Context, *, first: int | None, after: str | None, unread_only: bool
 ) -> Page[Notification]:
     viewer = ctx.require_viewer()
-    query = Notification.filter(user_id=viewer.id)
+    query = visible(viewer)
     if unread_only:
         query = query.filter(read_at__isnull=True)
     return await paginate(query, order=["-id"], first=first, after=after, settings=ctx.settings)
@@ -71,19 +167,42 @@ async def notifications(
 
 async def unread_count(ctx: Context) -> int:
     viewer = ctx.require_viewer()
-    return await Notification.filter(user_id=viewer.id, read_at__isnull=True).count()
+    return await visible(viewer).filter(read_at__isnull=True).count()
+
+
+async def _subjects(conn: BaseDBAsyncClient, rows: Sequence[Notification]) -> dict[int, Subject]:
+    """Each notification's subject by its id, read from its task or ticket (two queries at most)."""
+    task_ids = {n.task_id for n in rows if n.task_id is not None}
+    ticket_ids = {n.ticket_id for n in rows if n.ticket_id is not None}
+    projects: dict[int, int] = {}
+    tickets: dict[int, Subject] = {}
+    if task_ids:
+        found = await Task.filter(id__in=task_ids).using_db(conn).values_list("id", "project_id")
+        projects = {tid: pid for tid, pid in found}  # type: ignore[misc]
+    if ticket_ids:
+        found_tickets = Ticket.filter(id__in=ticket_ids).using_db(conn)
+        for t in await found_tickets.values("id", "queue_id", "requester_id"):
+            tickets[t["id"]] = {"queue_id": t["queue_id"], "requester_id": t["requester_id"]}
+    subjects: dict[int, Subject] = {}
+    for n in rows:
+        subject: Subject = {}
+        if n.task_id is not None and n.task_id in projects:
+            subject["project_id"] = projects[n.task_id]
+        if n.ticket_id is not None:
+            subject.update(tickets.get(n.ticket_id, {}))
+        subjects[n.id] = subject
+    return subjects
 
 
 async def mark_read(ctx: Context, *, ids: Sequence[object]) -> list[Notification]:
-    """Marks the viewer's notifications read; any id that is not theirs is NOT_FOUND (all or none)."""
+    """Marks the viewer's notifications read; any id that is not theirs, or is about what they may
+    no longer see, is NOT_FOUND (all or none)."""
     viewer = ctx.require_viewer()
     if len(ids) > MARK_MAX:
         raise bad_input("ids", f"At most {MARK_MAX} notifications at once.")
     wanted = [parse_id("Notification", i) for i in ids]
     async with transaction(viewer.id) as tx:
-        rows = {
-            n.id: n for n in await Notification.filter(id__in=wanted, user_id=viewer.id).using_db(tx.conn)
-        }
+        rows = {n.id: n for n in await visible(viewer).filter(id__in=wanted).using_db(tx.conn)}
         missing = [i for i in wanted if i not in rows]
         if missing:
             raise not_found("Notification", missing[0])
@@ -92,9 +211,10 @@ async def mark_read(ctx: Context, *, ids: Sequence[object]) -> list[Notification
 
 
 async def mark_all_read(ctx: Context) -> int:
+    """Marks read those the viewer may still see (the others are not theirs to know of)."""
     viewer = ctx.require_viewer()
     async with transaction(viewer.id) as tx:
-        unread = await Notification.filter(user_id=viewer.id, read_at__isnull=True).using_db(tx.conn)
+        unread = await visible(viewer).filter(read_at__isnull=True).using_db(tx.conn)
         await _mark(tx, unread)
     return len(unread)
 
@@ -107,10 +227,11 @@ async def _mark(tx: Transaction, unread: list[Notification]) -> None:
     for notification in unread:
         notification.read_at = now
     user_id = unread[0].user_id
+    subjects = await _subjects(tx.conn, unread)
     tx.emit(
         topics.user_notifications(user_id),
         "READ",
-        {"notifications": [snapshot(n) for n in unread]},
+        {"notifications": [payload_row(n, subjects[n.id]) for n in unread]},
     )
 
 
@@ -118,9 +239,11 @@ async def delete_notification(ctx: Context, *, notification_id: object) -> Notif
     viewer = ctx.require_viewer()
     nid = parse_id("Notification", notification_id)
     async with transaction(viewer.id) as tx:
-        notification = await Notification.filter(id=nid, user_id=viewer.id).using_db(tx.conn).first()
+        notification = await visible(viewer).filter(id=nid).using_db(tx.conn).first()
         if notification is None:
             raise not_found("Notification", notification_id)
+        subjects = await _subjects(tx.conn, [notification])
         await notification.delete(using_db=tx.conn)
-        tx.emit(topics.user_notifications(viewer.id), "DELETED", {"notifications": [snapshot(notification)]})
+        row = payload_row(notification, subjects[notification.id])
+        tx.emit(topics.user_notifications(viewer.id), "DELETED", {"notifications": [row]})
     return notification

@@ -10,7 +10,7 @@ from tortoise import timezone
 from tortoise.expressions import F
 
 from pulseboard.errors import AppError, bad_input, conflict
-from pulseboard.models import NotificationType, Project, Task, TaskComment, TaskPriority, TaskStatus, User
+from pulseboard.models import NotificationType, Project, Task, TaskComment, TaskPriority, TaskStatus
 from pulseboard.resolvers import access, notifications
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.events import Transaction, change, snapshot, transaction
@@ -78,13 +78,15 @@ async def comments(ctx: Context, task: Task, *, first: int | None, after: str | 
 async def _check_assignee(project_id: int, assignee_id: object | None) -> int | None:
     if assignee_id is None:
         return None
+    # Only a membership row counts: admins see every project but are assignable only where they
+    # were added. Nonexistent users and non-members get the same answer (no existence oracle).
     try:
-        user = await User.get_or_none(id=access.parse_id("User", assignee_id))
+        user_id = access.parse_id("User", assignee_id)
     except AppError:  # a malformed id names no user, so no member either
-        user = None
-    if user is None or not await access.is_project_member(user, project_id):
+        user_id = None
+    if user_id is None or not await access.has_membership(user_id, project_id):
         raise bad_input("assigneeId", "The assignee must be a member of the project.")
-    return user.id
+    return user_id
 
 
 async def _lock_board(tx: Transaction, project_id: int) -> None:
@@ -298,7 +300,7 @@ async def add_comment(ctx: Context, *, task_id: object, body: str) -> TaskCommen
             type=NotificationType.TASK_COMMENTED,
             title=f"New comment on {found.title}",
             body=body[:500],
-            task_id=found.id,
+            task=found,
         )
     return comment
 
@@ -309,7 +311,7 @@ async def _notify_assignee(tx: Transaction, task: Task) -> None:
         recipients=[task.assignee_id],
         type=NotificationType.TASK_ASSIGNED,
         title=f"You were assigned {task.title}",
-        task_id=task.id,
+        task=task,
     )
 
 
@@ -319,5 +321,5 @@ async def _notify_completed(tx: Transaction, task: Task) -> None:
         recipients=[task.assignee_id, task.created_by_id],
         type=NotificationType.TASK_COMPLETED,
         title=f"{task.title} was completed",
-        task_id=task.id,
+        task=task,
     )

@@ -8,9 +8,10 @@ from typing import Any
 from tortoise import timezone
 from tortoise.expressions import F
 
-from pulseboard.errors import bad_input, conflict, forbidden
+from pulseboard.errors import bad_input, conflict, forbidden, not_found
 from pulseboard.models import (
     NotificationType,
+    Role,
     Ticket,
     TicketComment,
     TicketPriority,
@@ -56,10 +57,25 @@ async def tickets(
     return await paginate(query, order=["-id"], first=first, after=after, settings=ctx.settings)
 
 
+async def may_read(ctx: Context, ticket: Ticket) -> bool:
+    """Whether the viewer may see `ticket` now: its requester, its queue's agents and admins. No
+    query but for agents, and for them one per list of tickets."""
+    viewer = ctx.require_viewer()
+    if access.is_admin(viewer) or ticket.requester_id == viewer.id:
+        return True
+    if viewer.role != Role.AGENT:
+        return False
+    return await ctx.loaders.worked.load((viewer.id, ticket.id))
+
+
 async def comments(
     ctx: Context, ticket: Ticket, *, first: int | None, after: str | None
 ) -> Page[TicketComment]:
-    """Through loaders: a list of tickets reads all their pages and counts in one query each."""
+    """Through loaders: a list of tickets reads all their pages and counts in one query each.
+    The field checks access itself (a ticket may be reached through an event's payload): those
+    who may see the ticket see every comment (there are no internal notes); anyone else NOT_FOUND."""
+    if not await may_read(ctx, ticket):
+        raise not_found("Ticket", ticket.id)
     args = page_args(ctx.settings, first, after, arity=1)
     rows = await ctx.loaders.ticket_comments.load((ticket.id, args))
     return page_of(
@@ -156,7 +172,7 @@ async def _assign(tx: Transaction, current: Ticket, assignee: int | None) -> Tic
             recipients=[assignee],
             type=NotificationType.TICKET_ASSIGNED,
             title=f"You were assigned ticket {assigned.title}",
-            ticket_id=assigned.id,
+            ticket=assigned,
         )
     return assigned
 
@@ -190,7 +206,7 @@ async def _set_status(tx: Transaction, current: Ticket, status: TicketStatus) ->
         recipients=[updated.requester_id, updated.assignee_id],
         type=NotificationType.TICKET_STATUS_CHANGED,
         title=f"Ticket {updated.title} is now {status.value}",
-        ticket_id=updated.id,
+        ticket=updated,
     )
     return updated
 
@@ -214,7 +230,7 @@ async def _set_priority(tx: Transaction, current: Ticket, priority: TicketPriori
         recipients=[updated.assignee_id],
         type=NotificationType.TICKET_PRIORITY_CHANGED,
         title=f"Ticket {updated.title} is now {priority.value} priority",
-        ticket_id=updated.id,
+        ticket=updated,
     )
     return updated
 
@@ -248,7 +264,7 @@ async def add_comment(ctx: Context, *, ticket_id: object, body: str) -> TicketCo
             type=NotificationType.TICKET_COMMENTED,
             title=f"New comment on ticket {current.title}",
             body=body[:500],
-            ticket_id=current.id,
+            ticket=current,
         )
     return comment
 

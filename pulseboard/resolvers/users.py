@@ -1,63 +1,208 @@
-"""Users from JWT claims (upserted on first sight), teams and their members."""
+"""Users from JWT claims (upserted on first sight), their roles, teams and their members.
+
+Where a role comes from is settings.role_source. `token`: the identity provider's `role` claim,
+and the newest token wins: claims are written only from a token whose `iat` is not older than
+users.claims_issued_at (a token without `iat` counts as older than any that has one), so a stale
+admin token never restores a demoted user; the request runs with the stored role. `server`: the
+claim is ignored, new users are MEMBERs, and roles change only through set_user_role (the
+setUserRole mutation) or the `pulseboard role` command. Every role change commits an access notice
+(subscriptions/access.py): each worker forgets the user's cached viewer and closes their sockets."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import OrderedDict
 
 from tortoise import connections, timezone
+from tortoise.expressions import Q
 
 from pulseboard.auth import Claims
-from pulseboard.errors import bad_input, not_found
+from pulseboard.errors import AppError, ErrorCode, bad_input, not_found
 from pulseboard.models import Role, Team, TeamMember, User
 from pulseboard.resolvers.access import parse_id, require_admin
 from pulseboard.resolvers.context import Context
+from pulseboard.resolvers.events import Transaction, transaction
 from pulseboard.resolvers.validation import text
+from pulseboard.settings import Settings
+from pulseboard.subscriptions import access, topics
+from pulseboard.subscriptions.encoding import from_row
 
 # One statement, one round trip: the user is created on first sight, updated when the claims
-# changed, and returned either way (no row when nothing changed: then it is read). The leading
-# comment keeps Tortoise's asyncpg client from dropping the rows of a statement starting INSERT.
-_UPSERT = (
-    "/* upsert */ INSERT INTO users (sub, email, name, role, created_at) VALUES ({params}) "
-    "ON CONFLICT (sub) DO UPDATE SET email = excluded.email, name = excluded.name, role = excluded.role "
-    "WHERE users.email <> excluded.email OR users.name <> excluded.name OR users.role <> excluded.role "
-    "RETURNING id, sub, email, name, role, created_at"
+# changed (or a newer token said the same), and returned either way (no row when nothing was
+# written: then it is read). Only a token at least as new as the stored claims writes; a role
+# change is left to _take_role_from_token, which commits it with its access notice. The
+# leading comment keeps Tortoise's asyncpg client from dropping the rows of a statement starting
+# INSERT.
+_FRESH = "(users.claims_issued_at IS NULL OR excluded.claims_issued_at >= users.claims_issued_at)"
+_NEWER = (
+    "(excluded.claims_issued_at > users.claims_issued_at"
+    " OR (users.claims_issued_at IS NULL AND excluded.claims_issued_at IS NOT NULL))"
 )
+_UPSERT = (
+    "/* upsert */ INSERT INTO users (sub, email, name, role, claims_issued_at, created_at) VALUES ({params}) "
+    "ON CONFLICT (sub) DO UPDATE SET email = excluded.email, name = excluded.name, "
+    "claims_issued_at = excluded.claims_issued_at "
+    f"WHERE {_FRESH}{{same_role}} "
+    f"AND (users.email <> excluded.email OR users.name <> excluded.name OR {_NEWER}) "
+    "RETURNING id, sub, email, name, role, claims_issued_at, created_at"
+)
+_UPSERTS = {
+    "token": _UPSERT.replace("{same_role}", " AND users.role = excluded.role"),
+    "server": _UPSERT.replace("{same_role}", ""),
+}
 
 
-async def upsert_from_claims(claims: Claims) -> User:
-    """The user behind a token, created on first sight and kept in step with its claims."""
+def _fresh(issued_at: dt.datetime | None, stored: dt.datetime | None) -> bool:
+    """Whether claims issued at `issued_at` may overwrite claims stored from a token of `stored`."""
+    return stored is None or (issued_at is not None and issued_at >= stored)
+
+
+def _fresh_filter(issued_at: dt.datetime | None) -> Q:
+    stored_unknown = Q(claims_issued_at__isnull=True)
+    return stored_unknown if issued_at is None else stored_unknown | Q(claims_issued_at__lte=issued_at)
+
+
+async def upsert_from_claims(claims: Claims, *, role_source: str = "token") -> User:
+    """The user behind a token, created on first sight and kept in step with its newest claims.
+    With role_source "server" the role claim is ignored (new users are MEMBERs)."""
     db = connections.get("default")
-    params = ", ".join(f"${n}" if db.capabilities.dialect == "postgres" else "?" for n in range(1, 6))
-    values = [claims.sub, claims.email, claims.name, claims.role.value, timezone.now()]
-    rows = await db.executor_class(model=User, db=db).execute_select(_UPSERT.format(params=params), values)
-    return rows[0] if rows else await User.get(sub=claims.sub)
+    params = ", ".join(f"${n}" if db.capabilities.dialect == "postgres" else "?" for n in range(1, 7))
+    role = claims.role if role_source == "token" else Role.MEMBER
+    values = [claims.sub, claims.email, claims.name, role.value, claims.issued_at, timezone.now()]
+    sql = _UPSERTS[role_source].format(params=params)
+    rows = await db.executor_class(model=User, db=db).execute_select(sql, values)
+    user = rows[0] if rows else await User.get(sub=claims.sub)
+    newer = _fresh(claims.issued_at, user.claims_issued_at)
+    if role_source == "token" and user.role != claims.role and newer:
+        user = await _take_role_from_token(user, claims)
+    return user
+
+
+async def _take_role_from_token(user: User, claims: Claims) -> User:
+    """A token at least as new as the stored claims names another role: write its claims and
+    the access notice together. Of concurrent requests (other workers) exactly one writes."""
+    async with transaction(None) as tx:
+        changed = (
+            await User.filter(_fresh_filter(claims.issued_at), id=user.id)
+            .exclude(role=claims.role)
+            .using_db(tx.conn)
+            .update(role=claims.role, email=claims.email, name=claims.name, claims_issued_at=claims.issued_at)
+        )
+        if changed:
+            _notice(tx, user.id, claims.role)
+    await access.notify(from_row(event) for event in tx.events)
+    return await User.get(id=user.id)
+
+
+def _notice(tx: Transaction, user_id: int, role: Role) -> None:
+    tx.emit(topics.access(), access.ROLE_CHANGED, {"userId": user_id, "role": role.value})
+
+
+def require_server_roles(settings: Settings) -> None:
+    """Roles are changed here only when the server keeps them: with role_source "token" the
+    identity provider is the authority, and its next token would undo the change."""
+    if settings.role_source != "server":
+        raise AppError(
+            ErrorCode.FORBIDDEN,
+            "Roles come from the identity provider's tokens here: change the role there"
+            " (or run the server with PULSEBOARD_ROLE_SOURCE=server).",
+        )
+
+
+async def change_role(user_id: int, role: Role, *, actor: User | None) -> tuple[User, Role]:
+    """Sets a user's role and commits its access notice; returns the user and their previous
+    role. An actor (the setUserRole mutation) may not remove the last administrator; without
+    one (the operator's `pulseboard role` command) nothing is refused."""
+    async with transaction(actor.id if actor else None) as tx:
+        if actor is not None and role != Role.ADMIN:
+            # Locked, so two admins demoting each other at once cannot leave none (rows, not
+            # values_list(): Tortoise drops FOR UPDATE from the latter).
+            admins = await User.filter(role=Role.ADMIN).select_for_update().using_db(tx.conn)
+            if [admin.id for admin in admins] == [user_id]:
+                raise bad_input(
+                    "role", f"User {user_id} is the last administrator: make another user ADMIN first."
+                )
+        user = await User.filter(id=user_id).select_for_update().using_db(tx.conn).first()
+        if user is None:
+            raise not_found("User", user_id)
+        previous = user.role
+        if previous != role:
+            await User.filter(id=user_id).using_db(tx.conn).update(role=role)
+            user.role = role
+            _notice(tx, user_id, role)
+    await access.notify(from_row(event) for event in tx.events)
+    return user, previous
+
+
+async def set_user_role(ctx: Context, *, user_id: object, role: Role) -> User:
+    """setUserRole: admins only, and only when the server keeps roles (role_source "server")."""
+    viewer = ctx.require_viewer()
+    require_admin(viewer)
+    require_server_roles(ctx.settings)
+    user, _ = await change_role(parse_id("User", user_id), role, actor=viewer)
+    return user
+
+
+async def user_by_login(*, email: str | None = None, sub: str | None = None) -> User:
+    """The one user with this subject, or with this email (BAD_USER_INPUT when several share it)."""
+    if sub is not None:
+        user = await User.get_or_none(sub=sub)
+        if user is None:
+            raise not_found("User", sub)
+        return user
+    found = await User.filter(email=email).limit(2)
+    if not found:
+        raise not_found("User", email)
+    if len(found) > 1:
+        raise bad_input("email", f"Several users have the email {email!r}: name one by --sub.")
+    return found[0]
+
+
+_Key = tuple[str, str, str, Role, dt.datetime | None]
 
 
 class Viewers:
     """The user behind each token's claims, remembered for `ttl` seconds per worker: a request
-    whose claims are unchanged reads and writes nothing. Bounded; least recently used go first."""
+    whose claims are unchanged reads and writes nothing. Bounded; least recently used go first.
+    forget() drops a user at once (their role changed: an access notice)."""
 
-    def __init__(self, ttl: float, size: int = 10_000) -> None:
+    def __init__(self, ttl: float, size: int = 10_000, *, role_source: str = "token") -> None:
         self.ttl = ttl
         self.size = size
-        self._users: OrderedDict[tuple[str, str, str, Role], tuple[User, float]] = OrderedDict()
+        self.role_source = role_source
+        # Per token, `iat` included: a newer token is read once, even when it says the same.
+        self._users: OrderedDict[_Key, tuple[User, float]] = OrderedDict()
         self.upserts = 0  # how often the database was asked, for tests and metrics
+        self._forgotten = 0  # how many forget() calls so far
 
     async def get(self, claims: Claims) -> User:
-        key = (claims.sub, claims.email, claims.name, claims.role)
+        key = (claims.sub, claims.email, claims.name, claims.role, claims.issued_at)
         now = time.monotonic()
         cached = self._users.get(key)
         if cached is not None and now - cached[1] < self.ttl:
             self._users.move_to_end(key)
             return cached[0]
-        self.upserts += 1
-        user = await upsert_from_claims(claims)
+        for _ in range(3):
+            forgotten = self._forgotten
+            self.upserts += 1
+            user = await upsert_from_claims(claims, role_source=self.role_source)
+            if forgotten == self._forgotten:
+                break
+            # A role changed while the user was read: what was read may predate it.
+        else:
+            return user  # roles keep changing: not remembered
         self._users[key] = (user, now)
         self._users.move_to_end(key)
         while len(self._users) > self.size:
             self._users.popitem(last=False)
         return user
+
+    def forget(self, user_id: int) -> None:
+        """Drops every remembered claims of `user_id`: their next request reads the user anew."""
+        self._forgotten += 1
+        for key in [key for key, (user, _) in self._users.items() if user.id == user_id]:
+            del self._users[key]
 
 
 async def user_by_id(ctx: Context, user_id: object) -> User:

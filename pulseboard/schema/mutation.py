@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from pulseboard.models import TaskStatus, TicketPriority, TicketStatus
+from pulseboard.models import ProjectRole, Role, TaskStatus, TicketPriority, TicketStatus
 from pulseboard.resolvers import notifications, preferences, projects, queues, tasks, tickets, users
 from pulseboard.schema.inputs import (
     BulkUpdateTicketsInput,
@@ -30,6 +30,7 @@ from pulseboard.schema.types import (
     Team,
     Ticket,
     TicketComment,
+    User,
 )
 
 
@@ -41,15 +42,33 @@ class Mutation:
             info.context, name=input.name, description=input.description
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="Owners and admins. Owners may add only people they share a project or a team "
+        "with; adding a member again changes nothing."
+    )
     async def add_project_member(
-        self, info: Ctx, project_id: strawberry.ID, user_id: strawberry.ID
+        self,
+        info: Ctx,
+        project_id: strawberry.ID,
+        user_id: strawberry.ID,
+        role: ProjectRole = ProjectRole.MEMBER,
     ) -> Project:
         return await projects.add_project_member(  # type: ignore[return-value]
-            info.context, project_id=project_id, user_id=user_id
+            info.context, project_id=project_id, user_id=user_id, role=role
         )
 
-    @strawberry.mutation(description="Ends the user's access, live task streams included.")
+    @strawberry.mutation(description="Owners and admins. A project always keeps at least one owner.")
+    async def set_project_member_role(
+        self, info: Ctx, project_id: strawberry.ID, user_id: strawberry.ID, role: ProjectRole
+    ) -> Project:
+        return await projects.set_project_member_role(  # type: ignore[return-value]
+            info.context, project_id=project_id, user_id=user_id, role=role
+        )
+
+    @strawberry.mutation(
+        description="Owners and admins remove anyone, every member themselves (the last owner "
+        "stays). Ends the user's access, live task streams included."
+    )
     async def remove_project_member(
         self, info: Ctx, project_id: strawberry.ID, user_id: strawberry.ID
     ) -> Project:
@@ -66,6 +85,14 @@ class Mutation:
         return await users.add_team_member(  # type: ignore[return-value]
             info.context, team_id=team_id, user_id=user_id
         )
+
+    @strawberry.mutation(
+        description="Admins only, and only when the server keeps roles (PULSEBOARD_ROLE_SOURCE=server;"
+        " FORBIDDEN when they come from tokens). The last administrator cannot be demoted. Takes"
+        " effect at once: the user's open sockets are closed with 4403 and re-authorized on reconnect."
+    )
+    async def set_user_role(self, info: Ctx, user_id: strawberry.ID, role: Role) -> User:
+        return await users.set_user_role(info.context, user_id=user_id, role=role)  # type: ignore[return-value]
 
     @strawberry.mutation
     async def create_task(self, info: Ctx, input: CreateTaskInput) -> Task:

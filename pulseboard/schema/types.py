@@ -12,6 +12,7 @@ from strawberry.types import Info
 from pulseboard.models import (
     NotificationChannel,
     NotificationType,
+    ProjectRole,
     Role,
     TaskPriority,
     TaskStatus,
@@ -19,13 +20,15 @@ from pulseboard.models import (
     TicketStatus,
 )
 from pulseboard.models import NotificationPreferences as PreferencesRow
-from pulseboard.resolvers import preferences, projects, tasks, tickets
+from pulseboard.models import User as UserRow
+from pulseboard.resolvers import access, preferences, projects, tasks, tickets
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.metrics import QueueMetrics as Metrics
 from pulseboard.resolvers.pagination import Page
 
 for _enum in (
     Role,
+    ProjectRole,
     TaskStatus,
     TaskPriority,
     TicketStatus,
@@ -77,12 +80,26 @@ def connection(page: Page) -> Connection:  # type: ignore[type-arg]
     )
 
 
-@strawberry.type(name="User")
+@strawberry.type(
+    name="User",
+    description="Someone the viewer shares a project, task, ticket or event with. email and role "
+    "are the user's own and administrators' to see: null for anyone else.",
+)
 class User:
     id: strawberry.ID
-    email: str
     name: str
-    role: Role
+
+    @strawberry.field(description="Null unless the viewer is this user or an administrator.")
+    def email(self, info: Ctx) -> str | None:
+        row: UserRow = self  # type: ignore[assignment]
+        return row.email if access.sees_private_fields(info.context.viewer, row) else None
+
+    @strawberry.field(
+        description="The platform role. Null unless the viewer is this user or an administrator."
+    )
+    def role(self, info: Ctx) -> Role | None:
+        row: UserRow = self  # type: ignore[assignment]
+        return row.role if access.sees_private_fields(info.context.viewer, row) else None
 
 
 async def _user(info: Ctx, user_id: int | None) -> User | None:
@@ -119,9 +136,25 @@ class Project:
     async def created_by(self, info: Ctx) -> User:
         return await _user(info, self.created_by_id)  # type: ignore[return-value]
 
-    @strawberry.field
+    @strawberry.field(description="The project's members, in id order (their roles: memberships).")
     async def members(self, info: Ctx) -> list[User]:
         return await projects.members(info.context, self)  # type: ignore[arg-type,return-value]
+
+    @strawberry.field(description="The project's members with their project roles, in user id order.")
+    async def memberships(self, info: Ctx) -> list[ProjectMembership]:
+        return await projects.memberships(info.context, self)  # type: ignore[arg-type,return-value]
+
+
+@strawberry.type(name="ProjectMembership")
+class ProjectMembership:
+    role: ProjectRole = strawberry.field(
+        description="OWNER: manages the members (adds, removes, changes roles); MEMBER: works on tasks."
+    )
+    user_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def user(self, info: Ctx) -> User:
+        return await _user(info, self.user_id)  # type: ignore[return-value]
 
 
 @strawberry.type(name="Task")

@@ -19,6 +19,11 @@ def user_notifications(user_id: int) -> str:
     return f"user:{user_id}:notifications"
 
 
+def access() -> str:
+    """Access notices (a user's role changed): every worker listens; no client subscribes."""
+    return "access"
+
+
 def lock_order(topic: str) -> tuple[int, str]:
     """A total order on topics. Transactions take topic counters in this order, so they cannot
     deadlock: aggregates (project, queue) first, then per-user streams."""
