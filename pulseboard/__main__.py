@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import math
 import signal
-import socket
 import sys
 from dataclasses import replace
 
-import uvicorn
 from broadcaster import Broadcast
 from tortoise import Tortoise
-from uvicorn.supervisors import multiprocess
 
 from pulseboard.app import apply_migrations, broker
 from pulseboard.auth import mint_token
@@ -24,26 +20,16 @@ from pulseboard.errors import AppError
 from pulseboard.models import Role
 from pulseboard.resolvers import users
 from pulseboard.seed import ADMIN, MEMBER, DemoUser, seed
+from pulseboard.serving import GracefulServer, WorkerConfig, run_workers
 from pulseboard.settings import Settings, SettingsError, channel_namespace, export, from_env, tortoise_config
 from pulseboard.subscriptions import hub
-from pulseboard.subscriptions.protocol import ProtocolHandler
 from pulseboard.telemetry import configure_logging
 
 
-class GracefulServer(uvicorn.Server):
-    """Closes this worker's GraphQL sockets with 1001 (going away) before uvicorn's own shutdown,
-    which would close them with 1012; then in-flight requests finish, and the lifespan closes
-    the database and the broker."""
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for handler in list(ProtocolHandler.open):
-            with contextlib.suppress(Exception):
-                await handler.close(1001, "Server shutting down")
-        await super().shutdown(sockets)
-
-
 def _serve(settings: Settings) -> None:
-    config = uvicorn.Config(
+    # WorkerConfig and GracefulServer live in pulseboard.serving: spawned workers import them
+    # from there (this module runs as __main__, which a worker cannot import by that name).
+    config = WorkerConfig(
         "pulseboard.app:app_from_env",
         factory=True,
         host=settings.host,
@@ -56,9 +42,9 @@ def _serve(settings: Settings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
     )
     if config.workers > 1:
-        # uvicorn's supervisor builds each worker's server from this module global.
-        multiprocess.Server = GracefulServer  # type: ignore[misc]
-        multiprocess.Multiprocess(config, sockets=[config.bind_socket()]).run()
+        # Each worker makes its own server a GracefulServer and configures its own logging; a
+        # temporary PROMETHEUS_MULTIPROC_DIR made for this run lets /metrics sum all workers.
+        run_workers(config)
     else:
         # uvicorn re-raises the SIGTERM it handled once shutdown is done; a completed graceful
         # shutdown is a success, so that re-raise ends the process with status 0.

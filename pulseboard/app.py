@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from broadcaster import Broadcast
 from broadcaster._backends.base import BroadcastBackend
@@ -24,9 +24,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
@@ -36,17 +38,19 @@ from tortoise.migrations.api import migrate
 
 from pulseboard import graphiql, http, telemetry
 from pulseboard.auth import Verifier
+from pulseboard.errors import AppError, DatabaseFault, ErrorCode, database_fault
 from pulseboard.limits import BodySizeLimit, ConnectionCounter, LoopLag, Shed
 from pulseboard.persisted import PersistedQueries, PersistedQueryInvalid, PersistedQueryNotFound
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.users import Viewers
 from pulseboard.schema import build_schema
 from pulseboard.schema.delivery import Planner
+from pulseboard.schema.errors import log_fault
 from pulseboard.schema.subscription import SOURCES
 from pulseboard.settings import Settings, channel_namespace, from_env, tortoise_config
 from pulseboard.subscriptions import access, hub
 from pulseboard.subscriptions.access import AccessWatch
-from pulseboard.subscriptions.engine import Engine
+from pulseboard.subscriptions.engine import TRY_AGAIN, Engine
 from pulseboard.subscriptions.protocol import ProtocolHandler
 from pulseboard.subscriptions.redis_backend import SupervisedRedisBackend
 
@@ -83,7 +87,13 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
         claims, error = await self.verifier.claims_from_header(request.headers.get("authorization"))
-        viewer = await self.viewers.get(claims) if claims else None
+        try:
+            viewer = await self.viewers.get(claims) if claims else None
+        except Exception as failure:
+            # Over HTTP __call__ answers 503; a socket's on_ws_connect looks again, or closes 1013.
+            if not isinstance(request, WebSocket) or (fault := database_fault(failure)) is None:
+                raise
+            viewer, error = None, fault.error()
         return Context(
             settings=self.settings,
             viewer=viewer,
@@ -106,6 +116,13 @@ class GraphQLApp(GraphQL[Context, None]):
             response = http.persisted_query_not_found(request)
         except PersistedQueryInvalid as error:
             response = http.refusal(request, 400, str(error))
+        except Exception as error:
+            # The database failed before execution (reading the viewer): 503 with Retry-After,
+            # a response the connection survives, and one log line per interval.
+            if (fault := database_fault(error)) is None:
+                raise
+            log_fault(fault, error, "request")
+            response = http.unavailable(request, fault)
         await response(scope, receive, send)
 
     async def render_graphql_ide(self, request: Request) -> Response:  # type: ignore[override]
@@ -149,13 +166,20 @@ class GraphQLApp(GraphQL[Context, None]):
         Authorization header); a bad token, or too many sockets of one user, closes it with 4403.
         The socket is closed with 4403 again when the token expires."""
         header = (context.connection_params or {}).get("authorization")
+        if header is None and _unavailable(context.auth_error):
+            header = context.request.headers.get("authorization")  # the handshake's, read again
         if header is not None:
             if not isinstance(header, str):
                 raise ConnectionRejectionError({"message": "authorization must be a string"})
             claims, error = await self.verifier.claims_from_header(header)
             if error is not None or claims is None:
                 raise ConnectionRejectionError({"message": error.message if error else "Invalid token."})
-            context.viewer, context.auth_error = await self.viewers.get(claims), None
+            try:
+                context.viewer, context.auth_error = await self.viewers.get(claims), None
+            except Exception as failure:
+                if (fault := database_fault(failure)) is None:
+                    raise
+                await _try_again_later(context, fault, failure)
             context.expires_at = claims.expires_at
         if context.viewer is None:
             # Anonymous: operations that need a viewer answer UNAUTHENTICATED; the socket is
@@ -199,6 +223,19 @@ class GraphQLApp(GraphQL[Context, None]):
             context.counted = False
 
 
+def _unavailable(error: AppError | None) -> bool:
+    return error is not None and error.code == ErrorCode.SERVICE_UNAVAILABLE
+
+
+async def _try_again_later(context: Context, fault: DatabaseFault, failure: Exception) -> NoReturn:
+    """A socket whose viewer cannot be read (the database is down) is closed with 1013, which
+    graphql-ws clients retry; ending the handler as a disconnect leaves other sockets be."""
+    log_fault(fault, failure, "socket")
+    with contextlib.suppress(Exception):  # closed already
+        await context.request.close(code=TRY_AGAIN, reason="Try again later: the database is unavailable")
+    raise WebSocketDisconnected
+
+
 async def _access_changed(handler: ProtocolHandler) -> None:
     with contextlib.suppress(Exception):  # already closed
         await handler.close(access.CLOSE_CODE, access.CLOSE_REASON)
@@ -227,10 +264,10 @@ def _always() -> bool:
     return True
 
 
-def broker(url: str) -> BroadcastBackend | None:
+def broker(url: str, timeout: float = Settings.broker_timeout_seconds) -> BroadcastBackend | None:
     """Our self-reconnecting backend for Redis; broadcaster's own for everything else."""
     scheme = url.split("://", 1)[0]
-    return SupervisedRedisBackend(url) if scheme in ("redis", "rediss") else None
+    return SupervisedRedisBackend(url, timeout) if scheme in ("redis", "rediss") else None
 
 
 async def healthz(_: Request) -> Response:
@@ -239,7 +276,8 @@ async def healthz(_: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus text exposition of this worker's metrics.
+    """Prometheus text exposition of the server's metrics: with several workers, every worker's
+    summed (telemetry.exposition reads them all).
 
     With PULSEBOARD_METRICS_TOKEN set, only for `Authorization: Bearer <token>`. In production
     without a token it answers 404 like an unknown path: traffic figures are not public, and a
@@ -255,14 +293,25 @@ async def metrics(request: Request) -> Response:
     return Response(telemetry.exposition(), media_type=telemetry.CONTENT_TYPE)
 
 
+# How long /readyz waits for the database (a pooled connection and `SELECT 1`): a probe answers
+# within its own deadline even while heavy reads hold every connection.
+READYZ_DATABASE_TIMEOUT_SECONDS = 2.0
+
+
+async def _database_answers() -> None:
+    async with asyncio.timeout(READYZ_DATABASE_TIMEOUT_SECONDS):
+        await connections.get("default").execute_query("SELECT 1")
+
+
 async def readyz(request: Request) -> Response:
-    """Readiness: the database answers and the broker is connected."""
+    """Readiness: the database answers, and the broker is connected and answers a PING within
+    PULSEBOARD_BROKER_TIMEOUT_SECONDS (a hung broker keeps its sockets open)."""
     problems = []
     try:
-        await connections.get("default").execute_query("SELECT 1")
+        await _database_answers()
     except Exception:
         problems.append("database unreachable")
-    if not request.app.state.hub.connected:
+    if not await request.app.state.hub.broker_answers():
         problems.append("broker unreachable")
     if problems:
         return PlainTextResponse("; ".join(problems), status_code=503)
@@ -276,10 +325,10 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await apply_migrations(settings)
-        backend = broker(settings.broadcast_url)
+        backend = broker(settings.broadcast_url, settings.broker_timeout_seconds)
         async with (
             lag.running(),
-            RegisterTortoise(app, config=tortoise_config(settings.database_url)),
+            RegisterTortoise(app, config=tortoise_config(settings.database_url, settings)),
             Broadcast(settings.broadcast_url, backend=backend) as broadcast,
         ):
             live = hub.Hub(
@@ -288,6 +337,9 @@ def create_app(settings: Settings) -> Starlette:
                 broker_up=backend.connected.is_set
                 if isinstance(backend, SupervisedRedisBackend)
                 else _always,
+                broker_ping=backend.ping if isinstance(backend, SupervisedRedisBackend) else None,
+                publish_timeout=settings.broker_timeout_seconds,
+                publish_queue_size=settings.publish_queue_events,
                 namespace=channel_namespace(settings),
             )
             app.state.hub = live
@@ -359,7 +411,11 @@ def tune_gc() -> None:
 
 
 def app_from_env() -> Starlette:
-    """The app as uvicorn workers build it: settings from the environment."""
-    app = create_app(from_env())
+    """The app as uvicorn workers build it: settings from the environment. Each worker (a
+    spawned process with `--workers N`) configures its own logging, as the command line did for
+    the single-worker server."""
+    settings = from_env()
+    telemetry.configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
     tune_gc()
     return app

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.types import ExecutionResult
 
-from pulseboard.errors import ErrorCode
+from pulseboard.errors import RETRY_AFTER_SECONDS, DatabaseFault, ErrorCode
 from pulseboard.persisted import NOT_FOUND, NOT_FOUND_CODE
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -34,19 +34,49 @@ def is_request_error(result: ExecutionResult) -> bool:
     return result.data is None and bool(errors) and all(e.path is None for e in errors)
 
 
+def is_unavailable(result: ExecutionResult) -> bool:
+    """The whole operation failed on SERVICE_UNAVAILABLE (no data): it is answered 503."""
+    errors = result.errors or []
+    return (
+        result.data is None
+        and bool(errors)
+        and all((e.extensions or {}).get("code") == ErrorCode.SERVICE_UNAVAILABLE.value for e in errors)
+    )
+
+
 def shape(request: Request, result: ExecutionResult, body: dict[str, Any]) -> dict[str, Any]:
-    """Under application/graphql-response+json a request error has no `data` and status 400."""
-    if wants_graphql_response(request) and is_request_error(result):
+    """Under application/graphql-response+json a request error has no `data` and status 400.
+    An operation that failed whole on SERVICE_UNAVAILABLE is 503 with Retry-After (either type)."""
+    if is_unavailable(result):
+        request.state.graphql_status = 503
+        request.state.retry_after = RETRY_AFTER_SECONDS
+    elif wants_graphql_response(request) and is_request_error(result):
         request.state.graphql_status = 400
         body.pop("data", None)
     return body
 
 
 def finish(request: Request, response: Response) -> Response:
-    if response.media_type == JSON and wants_graphql_response(request):
-        response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
-        response.status_code = getattr(request.state, "graphql_status", response.status_code)
+    if response.media_type == JSON:
+        status = getattr(request.state, "graphql_status", None)
+        if wants_graphql_response(request):
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
+            response.status_code = status or response.status_code
+        elif status == 503:
+            response.status_code = status
+        if (retry := getattr(request.state, "retry_after", None)) is not None:
+            response.headers["retry-after"] = str(retry)
     return response
+
+
+def unavailable(request: Request, fault: DatabaseFault) -> Response:
+    """A request that could not start (the viewer could not be read): 503 SERVICE_UNAVAILABLE
+    with Retry-After, as the overload shedding answers (limits.Shed)."""
+    error = fault.error()
+    body = json.dumps({"errors": [{"message": error.message, "extensions": error.extensions}]})
+    media = GRAPHQL_RESPONSE if wants_graphql_response(request) else JSON
+    headers = {"retry-after": str(RETRY_AFTER_SECONDS)}
+    return Response(body, status_code=503, media_type=media, headers=headers)
 
 
 def refusal(request: Request, status: int, reason: str) -> Response:

@@ -37,6 +37,10 @@ class SettingsError(ValueError):
 class Settings:
     env: str = "development"
     database_url: str = "sqlite://./pulseboard.db"
+    database_pool_min: int = 1  # PostgreSQL connections each worker keeps open
+    database_pool_max: int = 10  # most PostgreSQL connections per worker (workers x this <= max_connections)
+    database_acquire_timeout_seconds: float = 5.0  # wait for a pooled connection, then SERVICE_UNAVAILABLE
+    database_statement_timeout_seconds: float = 30.0  # PostgreSQL statement_timeout of requests; 0: none
     broadcast_url: str = "memory://"
     # Prefix of broker channels; empty: derived from database_url (one namespace per database).
     broadcast_namespace: str = ""
@@ -82,6 +86,8 @@ class Settings:
     outbox_frames: int = 1000
     # How long delivery retries a database or broker error before closing the socket with 1013.
     delivery_retry_seconds: float = 30.0
+    broker_timeout_seconds: float = 1.0  # Redis connect, PUBLISH or readiness PING; then the broker is down
+    publish_queue_events: int = 10_000  # events queued per worker for the broker; past it, read from the log
     # Event-loop lag (ms) past which a worker answers new HTTP GraphQL requests 503 so that its
     # subscribers stay live; 0 turns shedding off.
     overload_lag_ms: float = 250.0
@@ -127,6 +133,17 @@ class Settings:
             raise SettingsError(f"PULSEBOARD_ROLE_SOURCE must be token or server, not {self.role_source!r}")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"PULSEBOARD_LOG_FORMAT must be text or json, not {self.log_format!r}")
+        if not (self.database_pool_max >= 1 and 0 <= self.database_pool_min <= self.database_pool_max):
+            raise SettingsError("PULSEBOARD_DATABASE_POOL_MAX must be at least 1 and the pool minimum")
+        if not (self.database_acquire_timeout_seconds > 0 and self.database_statement_timeout_seconds >= 0):
+            raise SettingsError(
+                "PULSEBOARD_DATABASE_ACQUIRE_TIMEOUT_SECONDS must be more than 0,"
+                " PULSEBOARD_DATABASE_STATEMENT_TIMEOUT_SECONDS 0 (none) or more"
+            )
+        if not (self.broker_timeout_seconds > 0 and self.publish_queue_events >= 1):
+            raise SettingsError(
+                "PULSEBOARD_BROKER_TIMEOUT_SECONDS and PULSEBOARD_PUBLISH_QUEUE_EVENTS must be more than 0"
+            )
         if self.workers < 1:
             raise SettingsError("PULSEBOARD_WORKERS must be at least 1")
         if self.workers > 1 and self.database_url.startswith("sqlite"):
@@ -247,18 +264,28 @@ async def _keep_session(connection: Any) -> None:
         await connection.execute("ROLLBACK")
 
 
-def _connection(database_url: str) -> str | dict[str, Any]:
+def _connection(database_url: str, settings: Settings | None) -> str | dict[str, Any]:
     if not database_url.startswith(("postgres://", "asyncpg://")):
         return database_url
     config = expand_db_url(database_url)
-    config["credentials"]["reset"] = _keep_session
+    config["engine"] = "pulseboard.pool"  # asyncpg, with acquire_timeout bounding waits for the pool
+    credentials = config["credentials"]
+    credentials["reset"] = _keep_session
+    if settings is not None:
+        credentials["minsize"] = settings.database_pool_min
+        credentials["maxsize"] = settings.database_pool_max
+        credentials["acquire_timeout"] = settings.database_acquire_timeout_seconds
+        server_settings = credentials.setdefault("server_settings", {})
+        server_settings["statement_timeout"] = str(round(settings.database_statement_timeout_seconds * 1000))
     return config
 
 
-def tortoise_config(database_url: str) -> dict[str, Any]:
-    """Tortoise configuration for our one app, with its shipped migrations."""
+def tortoise_config(database_url: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Tortoise configuration for our one app, with its shipped migrations. With `settings` (a
+    serving worker), its pool size and timeouts apply; without (migrations, the command line),
+    Tortoise's pool and no timeouts, so that a long migration is not cut short."""
     return {
-        "connections": {"default": _connection(database_url)},
+        "connections": {"default": _connection(database_url, settings)},
         "apps": {
             "models": {
                 "models": ["pulseboard.models"],

@@ -1,15 +1,24 @@
-"""Prometheus metrics of this worker process, and one structured log line per operation.
+"""Prometheus metrics, and one structured log line per operation.
 
-Metrics are per process: with several workers, scrape each (or front them with a collector)."""
+With several workers (`serve --workers N`), the supervisor gives them a shared
+PROMETHEUS_MULTIPROC_DIR: each worker writes its figures there and /metrics, whichever worker
+answers it, sums every worker's (gauges of live state over the workers alive)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import json
 import logging
+import os
 import re
+import time
+from dataclasses import dataclass
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 REGISTRY = CollectorRegistry()
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -19,9 +28,18 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
-CONNECTIONS = Gauge("pulseboard_ws_connections", "Open GraphQL WebSockets.", registry=REGISTRY)
+# Gauges' multiprocess_mode applies with several workers only: "livesum" adds up the workers
+# alive (a dead worker's figures are dropped), "livemax" shows the worst one.
+LIVE: Final = "livesum"
+CONNECTIONS = Gauge(
+    "pulseboard_ws_connections", "Open GraphQL WebSockets.", registry=REGISTRY, multiprocess_mode=LIVE
+)
 SUBSCRIPTIONS = Gauge(
-    "pulseboard_subscriptions_active", "Active subscriptions.", ["field"], registry=REGISTRY
+    "pulseboard_subscriptions_active",
+    "Active subscriptions.",
+    ["field"],
+    registry=REGISTRY,
+    multiprocess_mode=LIVE,
 )
 PUBLISHED = Counter(
     "pulseboard_events_published_total", "Events published after commit.", ["kind"], registry=REGISTRY
@@ -49,14 +67,27 @@ CATCHUPS = Counter(
 RESUMES = Counter(
     "pulseboard_resumes_total", "Subscriptions started with an after: cursor.", registry=REGISTRY
 )
-HUB_TOPICS = Gauge("pulseboard_hub_topics", "Topics with local listeners.", registry=REGISTRY)
+HUB_TOPICS = Gauge(
+    "pulseboard_hub_topics", "Topics with local listeners.", registry=REGISTRY, multiprocess_mode=LIVE
+)
 COHORTS = Gauge(
-    "pulseboard_cohorts", "Cohorts: subscriptions that share one execution per event.", registry=REGISTRY
+    "pulseboard_cohorts",
+    "Cohorts: subscriptions that share one execution per event.",
+    registry=REGISTRY,
+    multiprocess_mode=LIVE,
 )
 COHORT_MEMBERS = Gauge(
-    "pulseboard_cohort_members", "Subscriptions delivered through cohorts.", registry=REGISTRY
+    "pulseboard_cohort_members",
+    "Subscriptions delivered through cohorts.",
+    registry=REGISTRY,
+    multiprocess_mode=LIVE,
 )
-OUTBOX_FRAMES = Gauge("pulseboard_outbox_frames", "Frames waiting in sockets' outboxes.", registry=REGISTRY)
+OUTBOX_FRAMES = Gauge(
+    "pulseboard_outbox_frames",
+    "Frames waiting in sockets' outboxes.",
+    registry=REGISTRY,
+    multiprocess_mode=LIVE,
+)
 OUTBOX_OVERFLOWS = Counter(
     "pulseboard_outbox_overflows_total",
     "Frames that did not fit a socket's outbox (that subscriber caught up instead).",
@@ -69,8 +100,9 @@ SUBSCRIBER_CATCHUPS = Counter(
 )
 LOOP_LAG = Gauge(
     "pulseboard_event_loop_lag_seconds",
-    "How late the worker's event loop ran its last timer.",
+    "How late the worker's event loop ran its last timer (several workers: the worst).",
     registry=REGISTRY,
+    multiprocess_mode="livemax",
 )
 SHED = Counter(
     "pulseboard_requests_shed_total",
@@ -97,6 +129,17 @@ DURATION = Histogram(
     registry=REGISTRY,
 )
 ERRORS = Counter("pulseboard_errors_total", "Errors by extensions.code.", ["code"], registry=REGISTRY)
+DATABASE_FAULTS = Counter(
+    "pulseboard_database_faults_total",
+    "Requests, sockets and operations that failed on a database fault (SERVICE_UNAVAILABLE).",
+    ["kind"],
+    registry=REGISTRY,
+)
+TRANSACTION_RETRIES = Counter(
+    "pulseboard_transaction_retries_total",
+    "Units of work run again after a serialization failure or deadlock.",
+    registry=REGISTRY,
+)
 
 operations_log = logging.getLogger("pulseboard.operations")
 
@@ -139,8 +182,78 @@ def observe_operation(
     )
 
 
+# Set by the supervisor of several workers (pulseboard.serving); unset, metrics are this process's.
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@dataclass
+class _Window:
+    logger: logging.Logger
+    level: int
+    interval: float
+    started: float
+    suppressed: int = 0
+    flush: asyncio.TimerHandle | None = None
+
+
+_windows: dict[str, _Window] = {}
+
+
+def log_limited(
+    logger: logging.Logger,
+    key: str,
+    message: str,
+    *args: object,
+    interval: float = 10.0,
+    level: int = logging.WARNING,
+) -> bool:
+    """Logs `message % args` for the first failure of kind `key`, then counts the others: while
+    they go on, one line per `interval` seconds says "<key>: N more in the last 10 s". Once an
+    interval passes without one, the next is logged in full again. No traceback: the kind and
+    the message say what failed. Returns whether this call logged its message."""
+    now = time.monotonic()
+    window = _windows.get(key)
+    if window is not None and now - window.started < window.interval:
+        window.suppressed += 1
+        if window.flush is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: reported by the next call
+                loop = asyncio.get_running_loop()
+                window.flush = loop.call_later(window.started + window.interval - now, _flush, key)
+        return False
+    if window is not None:
+        if window.flush is not None:
+            window.flush.cancel()
+        _summary(key, window)
+    _windows[key] = _Window(logger, level, interval, now)
+    logger.log(level, message, *args)
+    return True
+
+
+def _summary(key: str, window: _Window) -> None:
+    if window.suppressed:
+        window.logger.log(
+            window.level, "%s: %d more in the last %g s", key, window.suppressed, window.interval
+        )
+
+
+def _flush(key: str) -> None:
+    window = _windows.get(key)
+    if window is None:
+        return
+    _summary(key, window)
+    if window.suppressed:  # still failing: the next interval is counted too
+        _windows[key] = _Window(window.logger, window.level, window.interval, time.monotonic())
+    else:
+        del _windows[key]
+
+
 def exposition() -> bytes:
-    return generate_latest(REGISTRY)
+    directory = os.environ.get(MULTIPROC_DIR)
+    if not directory:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    return generate_latest(registry)
 
 
 class JsonFormatter(logging.Formatter):
@@ -154,6 +267,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which worker, with several
         }
         entry.update({f: getattr(record, f) for f in self.FIELDS if hasattr(record, f)})
         if record.exc_info:
@@ -188,7 +302,26 @@ def formatter(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT)
 
 
+class OneLineDriverLog(logging.Filter):
+    """asyncpg's pool logs a traceback each time it fails to reopen its minimum of connections
+    (1 s, 2 s, 4 s... apart while the database is down): its exception goes on the line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(error).__name__}: {escape_controls(str(error))[:300]}"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
+DRIVER_LOGGERS = ("asyncpg.pool",)
+
+
 def configure_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(formatter(fmt))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    for name in DRIVER_LOGGERS:
+        driver = logging.getLogger(name)
+        if not any(isinstance(f, OneLineDriverLog) for f in driver.filters):
+            driver.addFilter(OneLineDriverLog())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import datetime as dt
 import enum
-from collections.abc import AsyncIterator
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -14,11 +17,19 @@ from tortoise.fields import DatetimeField
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from pulseboard import telemetry
+from pulseboard.errors import retried_conflict
 from pulseboard.models import Event
 from pulseboard.subscriptions import hub, topics
 from pulseboard.subscriptions.encoding import from_row
 
 M = TypeVar("M", bound=Model)
+T = TypeVar("T")
+
+# A unit of work runs at most this often after serialization failures or deadlocks; then the
+# client gets SERVICE_UNAVAILABLE (rolled back, safe to retry).
+RETRY_ATTEMPTS = 3
+RETRY_BACKOFF_SECONDS = 0.02  # doubled per attempt, jittered (0 to that)
 
 _NEXT_SEQ = (
     "INSERT INTO topic_counters (topic, seq) VALUES ({p}, 1) "
@@ -71,14 +82,53 @@ class Transaction:
         self._pending.clear()
 
 
+@dataclass
+class _Attempt:
+    parent: _Attempt | None
+    committed: bool = False
+
+
+_attempt: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar("pulseboard_attempt", default=None)
+
+
+async def retrying(
+    work: Callable[[], Awaitable[T]],
+    *,
+    attempts: int = RETRY_ATTEMPTS,
+    backoff: float = RETRY_BACKOFF_SECONDS,
+) -> T:
+    """`work()`, a whole unit of work (its reads and its transaction), run again when the
+    database rolled it back as a serialization failure (40001) or a deadlock (40P01): at most
+    `attempts` runs, after a jittered, doubling backoff. Never once a transaction() of it
+    committed: running it again would repeat what is done (and published)."""
+    for attempt in range(1, attempts + 1):
+        state = _Attempt(_attempt.get())
+        token = _attempt.set(state)
+        try:
+            return await work()
+        except Exception as error:
+            if attempt == attempts or state.committed or not retried_conflict(error):
+                raise
+        finally:
+            _attempt.reset(token)
+        telemetry.TRANSACTION_RETRIES.inc()
+        await asyncio.sleep(random.uniform(0, backoff * 2 ** (attempt - 1)))
+    raise AssertionError("unreachable")
+
+
 @asynccontextmanager
 async def transaction(actor_id: int | None) -> AsyncIterator[Transaction]:
     """A database transaction whose emitted events are written inside it, just before commit,
-    and published to subscribers after it commits (never for a rolled-back change)."""
+    and published to subscribers after it commits (never for a rolled-back change). Publishing
+    only queues them (the hub sends them off the request path, in commit order): a slow or hung
+    broker never holds the answer, and what it fails to carry subscribers read from the log."""
     async with in_transaction() as conn:
         tx = Transaction(conn=conn, actor_id=actor_id)
         yield tx
         await tx._flush()
+    attempt = _attempt.get()
+    while attempt is not None:  # retrying() must not run this unit (or one around it) again
+        attempt.committed, attempt = True, attempt.parent
     if tx.events and (live := hub.current()) is not None:
         await live.publish([from_row(event) for event in tx.events])
 

@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 
 from tortoise import connections, timezone
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
 from pulseboard.auth import Claims
@@ -216,9 +217,15 @@ async def user_by_id(ctx: Context, user_id: object) -> User:
 async def create_team(ctx: Context, *, name: str) -> Team:
     require_admin(ctx.require_viewer())
     name = text("name", name, max_length=200)
+    taken = bad_input("name", f"A team named {name!r} exists already.")
     if await Team.exists(name=name):
-        raise bad_input("name", f"A team named {name!r} exists already.")
-    return await Team.create(name=name)
+        raise taken
+    try:
+        return await Team.create(name=name)
+    except IntegrityError:  # created meanwhile by a concurrent request: the same answer
+        if await Team.exists(name=name):
+            raise taken from None
+        raise
 
 
 async def add_team_member(ctx: Context, *, team_id: object, user_id: object) -> Team:
@@ -227,7 +234,13 @@ async def add_team_member(ctx: Context, *, team_id: object, user_id: object) -> 
     if team is None:
         raise not_found("Team", team_id)
     user = await user_by_id(ctx, user_id)
-    await TeamMember.get_or_create(team_id=team.id, user_id=user.id)
+    # A concurrent add of the same member is no error: get_or_create reads the row it lost to.
+    try:
+        await TeamMember.get_or_create(team_id=team.id, user_id=user.id)
+    except IntegrityError:  # the team (or user) was deleted meanwhile
+        if not await Team.exists(id=team.id):
+            raise not_found("Team", team_id) from None
+        raise
     return team
 
 

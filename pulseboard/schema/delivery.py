@@ -38,12 +38,12 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.language import Visitor
 
-from pulseboard.errors import AppError, ErrorCode
+from pulseboard.errors import AppError
 from pulseboard.resolvers import live
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.loaders import Loaders
 from pulseboard.schema.documents import Documents, root_selections, single_operation
-from pulseboard.schema.errors import classify, extensions_for
+from pulseboard.schema.errors import INFRASTRUCTURE_CODES, classify, extensions_for
 from pulseboard.subscriptions.encoding import EventMessage
 from pulseboard.subscriptions.hub import Hub
 
@@ -90,7 +90,7 @@ def payload_json(result: ExecutionResult, *, mask: bool) -> str:
     payload: dict[str, Any] = {"data": result.data}
     if result.errors:
         for error in result.errors:
-            if extensions_for(error)["code"] == ErrorCode.INTERNAL_SERVER_ERROR.value:
+            if extensions_for(error)["code"] in INFRASTRUCTURE_CODES:
                 raise RenderFailed(str(error.original_error or error)) from error.original_error
         payload["errors"] = [classify(e, mask=mask).formatted for e in result.errors]
     return orjson.dumps(payload).decode()

@@ -20,6 +20,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
+from pulseboard import telemetry
 from pulseboard.subscriptions import streams, topics
 from pulseboard.subscriptions.encoding import EventMessage, decode
 from pulseboard.subscriptions.hub import Hub, head
@@ -84,8 +85,10 @@ class AccessWatch:
                             continue
                         if message.topic == topics.access():
                             await self._advance(message.seq, message)
-            except Exception:
-                logger.exception("listening for access notices failed; retrying")
+            except Exception as error:
+                telemetry.log_limited(
+                    logger, "access notices: listen failed", "listening for access notices failed: %r", error
+                )
             finally:
                 subscribed.set()  # start() never waits on a broker that is down: the sweep reads
             await asyncio.sleep(RETRY_SECONDS)
@@ -97,8 +100,10 @@ class AccessWatch:
                 continue
             try:
                 await self._advance(await head(topics.access()))
-            except Exception:
-                logger.exception("reading access notices from the log failed")
+            except Exception as error:
+                telemetry.log_limited(
+                    logger, "access notices: log read failed", "reading access notices failed: %r", error
+                )
 
     async def _advance(self, upto: int, live: EventMessage | None = None) -> None:
         """Acts on every notice up to seq `upto`: those before `live` are read from the log."""

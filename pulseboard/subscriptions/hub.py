@@ -4,9 +4,11 @@ decoded once and handed to every local listener through a bounded queue."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -23,6 +25,13 @@ logger = logging.getLogger("pulseboard.hub")
 QUEUE_SIZE = 1000
 SWEEP_SECONDS = 1.0
 PER_EVENT = 1024
+PUBLISH_TIMEOUT = 1.0
+PUBLISH_QUEUE = 10_000
+# While the broker is down, one publish is tried per this many seconds; events committed between
+# tries are not published at all (the sweep reads them from the log).
+PUBLISH_RETRY_SECONDS = 0.5
+# A failure that recurs (a publish, a sweep) is logged in full once per this many seconds.
+REPEAT_LOG_SECONDS = 10.0
 
 T = TypeVar("T")
 
@@ -68,6 +77,48 @@ class _Topic:
             listener.offer(message)
 
 
+class BrokerState:
+    """Whether the broker answers, as the last publish or readiness PING found; logs each change
+    once ("broker down", "broker back after 9.8 s") and repeats of a failure rate-limited."""
+
+    def __init__(self) -> None:
+        self.down_since: float | None = None
+        self.failures = 0
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    def failed(self, what: str, error: BaseException) -> None:
+        self.failures += 1
+        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            logger.warning(
+                "broker down (%s: %s); subscribers get events from the event log until it is back",
+                what,
+                reason,
+            )
+        else:
+            telemetry.log_limited(
+                logger,
+                "broker still down",
+                "broker still down (%s: %s)",
+                what,
+                reason,
+                interval=REPEAT_LOG_SECONDS,
+            )
+
+    def answered(self) -> None:
+        if self.down_since is not None:
+            logger.warning(
+                "broker back after %.1f s (%d failed calls meanwhile)",
+                time.monotonic() - self.down_since,
+                self.failures,
+            )
+            self.down_since, self.failures = None, 0
+
+
 class Hub:
     def __init__(
         self,
@@ -77,12 +128,23 @@ class Hub:
         sweep_interval: float = SWEEP_SECONDS,
         queue_size: int = QUEUE_SIZE,
         broker_up: Callable[[], bool] = lambda: True,
+        broker_ping: Callable[[], Awaitable[object]] | None = None,
+        publish_timeout: float = PUBLISH_TIMEOUT,
+        publish_queue_size: int = PUBLISH_QUEUE,
         namespace: str = "",
     ) -> None:
         self.broadcast = broadcast
         # Prefixed to every broker channel, so deployments sharing a Redis never hear each other.
         self.namespace = namespace
         self._broker_up = broker_up
+        self._broker_ping = broker_ping
+        self.broker = BrokerState()
+        # Events waiting to be published, in commit order; drained by one task (start()), so a
+        # slow or hung broker never holds a mutation's answer.
+        self.publish_timeout = publish_timeout
+        self._outgoing: asyncio.Queue[EventMessage] = asyncio.Queue(maxsize=publish_queue_size)
+        self._publisher: asyncio.Task[None] | None = None
+        self._retry_at = 0.0
         self.queue_size = queue_size
         self.sweep_interval = sweep_interval
         self.metrics = MetricsEngine(self.listen, interval=metrics_interval)
@@ -101,15 +163,77 @@ class Hub:
         return {name: len(t.listeners) for name, t in self._topics.items()}
 
     async def publish(self, messages: Sequence[EventMessage]) -> None:
-        """Sends committed events to every worker. A failure is logged, never raised: the change
-        is committed and the event log still has it."""
+        """Queues committed events for every worker and returns at once (a started hub); they
+        are sent in commit order by the publisher task. Nothing is raised: the change is
+        committed and the event log has it, so an event that is never published (the broker
+        timed out or is down, the queue is full) reaches subscribers through the sweep, which
+        finds committed seqs that this worker never relayed, or through the gap the next
+        published seq shows."""
+        if self._publisher is None:  # a hub that is not serving (the CLI): publish right here
+            for message in messages:
+                await self._publish_one(message)
+            return
         for message in messages:
             try:
+                self._outgoing.put_nowait(message)
+            except asyncio.QueueFull:
+                self._not_published(1)
+                telemetry.log_limited(
+                    logger,
+                    "publish queue full",
+                    "publish queue full (%d events): dropped %s seq %s; subscribers read it from the log",
+                    self._outgoing.maxsize,
+                    message.topic,
+                    message.seq,
+                    interval=REPEAT_LOG_SECONDS,
+                )
+
+    async def _publish_forever(self) -> None:
+        while True:
+            message = await self._outgoing.get()
+            try:
+                if self.broker.down and time.monotonic() < self._retry_at:
+                    self._not_published(1)  # tried again at _retry_at; the sweep has it meanwhile
+                elif not await self._publish_one(message):
+                    self._retry_at = time.monotonic() + PUBLISH_RETRY_SECONDS
+            finally:
+                self._outgoing.task_done()
+
+    async def _publish_one(self, message: EventMessage) -> bool:
+        try:
+            async with asyncio.timeout(self.publish_timeout):
                 await self.broadcast.publish(self.namespace + message.topic, encode(message))
-                telemetry.PUBLISHED.labels(telemetry.topic_kind(message.topic)).inc()
-            except Exception:
-                telemetry.PUBLISH_FAILURES.inc()
-                logger.exception("publish to %s failed (seq %s)", message.topic, message.seq)
+        except Exception as error:
+            self._not_published(1)
+            self.broker.failed(f"publish to {message.topic} seq {message.seq}", error)
+            return False
+        telemetry.PUBLISHED.labels(telemetry.topic_kind(message.topic)).inc()
+        self.broker.answered()
+        return True
+
+    def _not_published(self, count: int) -> None:
+        self.stats["unpublished"] += count
+        telemetry.PUBLISH_FAILURES.inc(count)
+
+    @property
+    def publish_backlog(self) -> int:
+        """Events queued for the broker and not yet sent."""
+        return self._outgoing.qsize()
+
+    async def broker_answers(self) -> bool:
+        """Whether the broker is connected and answers a PING within the publish timeout."""
+        if not self._broker_up():
+            return False
+        if self._broker_ping is None:
+            return True
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                await self._broker_ping()
+        except Exception as error:
+            self.broker.failed("PING", error)
+            return False
+        self.broker.answered()
+        return True
 
     @asynccontextmanager
     async def listen(self, topic: str) -> AsyncIterator[Listener]:
@@ -118,9 +242,11 @@ class Hub:
         async with self._lock:
             entry = self._topics.get(topic)
             if entry is None:
-                entry = self._topics[topic] = _Topic()
+                # The head is read before the sweep can see the topic: it would take a new
+                # topic's last_seq of 0 for events missed ("catching up ... (0 -> N)").
+                entry = _Topic(last_seq=await head(topic))
+                self._topics[topic] = entry
                 try:
-                    entry.last_seq = await head(topic)
                     ready = asyncio.Event()
                     entry.task = asyncio.create_task(self._relay(topic, entry, ready))
                     await ready.wait()
@@ -164,14 +290,32 @@ class Hub:
     def start(self) -> None:
         telemetry.HUB_TOPICS.set_function(lambda: len(self._topics))
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        self._publisher = asyncio.create_task(self._publish_forever())
 
     async def _sweep_forever(self) -> None:
+        failing_since: float | None = None
         while True:
             await asyncio.sleep(self.sweep_interval)
             try:
                 await self.sweep()
-            except Exception:
-                logger.exception("sweep failed")
+            except Exception as error:
+                if failing_since is None:  # the first failure with its traceback, then rate-limited
+                    failing_since = time.monotonic()
+                    logger.exception("sweep failed; retrying every %s s", self.sweep_interval)
+                else:
+                    telemetry.log_limited(
+                        logger,
+                        "sweep still failing",
+                        "sweep still failing after %.0f s (%s: %s)",
+                        time.monotonic() - failing_since,
+                        type(error).__name__,
+                        error,
+                        interval=REPEAT_LOG_SECONDS,
+                    )
+            else:
+                if failing_since is not None:
+                    logger.warning("sweep back after %.1f s", time.monotonic() - failing_since)
+                    failing_since = None
 
     async def sweep(self) -> None:
         """Tells the listeners of every topic with committed events this worker has not relayed
@@ -206,6 +350,15 @@ class Hub:
         return shared  # type: ignore[return-value]
 
     async def close(self) -> None:
+        if self._publisher is not None:
+            # What is queued gets one publish timeout to go out; the rest other workers' sweeps find.
+            if not self.broker.down:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.publish_timeout):
+                        await self._outgoing.join()
+            self._publisher.cancel()
+            await asyncio.gather(self._publisher, return_exceptions=True)
+            self._publisher = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
