@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import httpx
@@ -110,11 +111,12 @@ def worker_process(
     *,
     args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    log: Path | None = None,
 ) -> Iterator[LiveServer]:
     """`python -m pulseboard serve [ARGS]` in its own process, as production runs it; `env` adds
-    to the PULSEBOARD_* variables made from `settings`."""
+    to the PULSEBOARD_* variables made from `settings`; its stderr goes to `log` when given."""
     port = port or free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PULSEBOARD_")}
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PULSEBOARD_", "PROMETHEUS_"))}
     environ.update(
         PULSEBOARD_DATABASE_URL=settings.database_url,
         PULSEBOARD_BROADCAST_URL=settings.broadcast_url,
@@ -125,18 +127,18 @@ def worker_process(
         PULSEBOARD_MUTATION_BURST=str(settings.mutation_burst),
         PULSEBOARD_SHUTDOWN_TIMEOUT_SECONDS=str(settings.shutdown_timeout_seconds),
         PULSEBOARD_DELIVERY_RETRY_SECONDS=str(settings.delivery_retry_seconds),
-        **(env or {}),
     )
+    environ.update(env or {})
     url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
+    with log.open("w+b") if log else tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "pulseboard", "serve", "--port", str(port), *args],
             env=environ,
             stdout=subprocess.DEVNULL,
-            stderr=log,
+            stderr=stderr,
         )
         try:
-            _wait_until_healthy(url, process, log)
+            _wait_until_healthy(url, process, stderr)
             yield LiveServer(url, settings, process=process)
         finally:
             process.terminate()

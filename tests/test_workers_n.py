@@ -8,8 +8,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +25,7 @@ from pulseboard.models import Role
 from pulseboard.settings import Settings, SettingsError, tortoise_config
 from tests.conftest import BROADCAST_URL, ON_POSTGRES
 from tests.helpers import serving
-from tests.live import LiveServer, _wait_until_healthy, free_port, ws
+from tests.live import LiveServer, worker_process, ws
 
 several_workers = pytest.mark.skipif(
     not (ON_POSTGRES and BROADCAST_URL.startswith("redis")),
@@ -42,39 +40,15 @@ TASK_EVENTS = "subscription($p: ID!) { taskEvents(projectId: $p) { type } }"
 def two_workers(settings: Settings, **env: str) -> Iterator[tuple[LiveServer, Path]]:
     """`python -m pulseboard serve --workers 2`, logging at INFO in JSON to a file: the server
     and the path of its log."""
-    port = free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PULSEBOARD_", "PROMETHEUS_"))}
-    environ.update(
-        PULSEBOARD_DATABASE_URL=settings.database_url,
-        PULSEBOARD_BROADCAST_URL=settings.broadcast_url,
-        PULSEBOARD_JWT_SECRET=settings.jwt_secret,
-        PULSEBOARD_LOG_LEVEL="INFO",
-        PULSEBOARD_LOG_FORMAT="json",
-        PULSEBOARD_MUTATIONS_PER_SECOND="10000",
-        PULSEBOARD_MUTATION_BURST="10000",
-        PULSEBOARD_OVERLOAD_LAG_MS="0",
-        **env,
-    )
-    url = f"http://127.0.0.1:{port}"
+    logging = {
+        "PULSEBOARD_LOG_LEVEL": "INFO",
+        "PULSEBOARD_LOG_FORMAT": "json",
+        "PULSEBOARD_OVERLOAD_LAG_MS": "0",
+    }
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "server.log"
-        with path.open("w+b") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "pulseboard", "serve", "--port", str(port), "--workers", "2"],
-                env=environ,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-            try:
-                _wait_until_healthy(url, process, log)
-                yield LiveServer(url, settings, process=process), path
-            finally:
-                process.terminate()
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        with worker_process(settings, args=("--workers", "2"), env={**logging, **env}, log=path) as server:
+            yield server, path
 
 
 def records(path: Path) -> list[dict[str, Any]]:
