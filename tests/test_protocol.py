@@ -12,7 +12,8 @@ from websockets.exceptions import InvalidStatus
 
 from pulseboard.models import Role
 from pulseboard.settings import Settings
-from tests.live import PROTOCOL, WS, LiveServer, serve, ws
+from pulseboard.subscriptions import topics
+from tests.live import PROTOCOL, WS, LiveServer, listening, serve, ws
 
 PROJECT = 'mutation { createProject(input: {name: "Board"}) { id } }'
 TASK_EVENTS = "subscription($p: ID!) { taskEvents(projectId: $p) { type task { title } } }"
@@ -216,6 +217,7 @@ async def test_complete_stops_the_stream(live: LiveServer) -> None:
     async with ws(live, token) as client:
         await client.subscribe("1", TASK_EVENTS, p=project)
         await client.subscribe("2", TASK_EVENTS, p=project)
+        await listening(live, topics.project(int(project)))  # subscribe is not acknowledged
         await live.gql(token, create, p=project, t="first")
         received = {(await client.receive())["id"] for _ in range(2)}
         assert received == {"1", "2"}
