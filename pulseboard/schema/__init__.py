@@ -14,7 +14,7 @@ from strawberry.types.graphql import OperationType
 
 from pulseboard.limits import RateLimiter
 from pulseboard.schema.documents import Documents, Guard, Limits
-from pulseboard.schema.errors import RetryConflicts, classify
+from pulseboard.schema.errors import classify
 from pulseboard.schema.mutation import Mutation
 from pulseboard.schema.observe import Observe
 from pulseboard.schema.query import Query
@@ -75,7 +75,6 @@ def build_schema(settings: Settings) -> Schema:
     extensions: list[Callable[[], SchemaExtension]] = [
         Observe,
         lambda: MutationRateLimit(limiter),
-        RetryConflicts,  # serialization failures and deadlocks: a root mutation field runs again
     ]
     return Schema(
         query=Query,

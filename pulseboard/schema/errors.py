@@ -10,10 +10,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from graphql import GraphQLError, GraphQLResolveInfo, OperationType
+from graphql import GraphQLError
 from strawberry.exceptions import MissingQueryError
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import FieldExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import Info
 
 from pulseboard import telemetry
 from pulseboard.errors import AppError, DatabaseFault, ErrorCode, database_fault
@@ -97,19 +98,16 @@ def classify(error: GraphQLError, *, mask: bool) -> GraphQLError:
     )
 
 
-class RetryConflicts(SchemaExtension):
-    """Each root field of a mutation is one unit of work: after a serialization failure or a
-    deadlock the database rolled back, it runs again whole, its reads included
-    (resolvers/events.py `retrying`). Other fields pass straight through."""
+class RetryConflicts(FieldExtension):
+    """On each Mutation field (only there: queries pay nothing for it), the root field is one
+    unit of work: after a serialization failure or a deadlock the database rolled back, it runs
+    again whole, its reads included (resolvers/events.py `retrying`)."""
 
-    def resolve(
-        self, _next: Callable[..., Any], root: Any, info: GraphQLResolveInfo, *args: Any, **kwargs: Any
+    async def resolve_async(
+        self, next_: Callable[..., Any], source: Any, info: Info, **kwargs: Any
     ) -> Any:
-        if info.path.prev is not None or info.operation.operation != OperationType.MUTATION:
-            return _next(root, info, *args, **kwargs)
-
         async def attempt() -> Any:
-            result = _next(root, info, *args, **kwargs)
+            result = next_(source, info, **kwargs)
             return await result if inspect.isawaitable(result) else result
 
-        return retrying(attempt)
+        return await retrying(attempt)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 
 from pulseboard.models import ProjectRole, Role, TaskStatus, TicketPriority, TicketStatus
 from pulseboard.resolvers import notifications, preferences, projects, queues, tasks, tickets, users
+from pulseboard.schema.errors import RetryConflicts
 from pulseboard.schema.inputs import (
     BulkUpdateTicketsInput,
     CreateProjectInput,
@@ -34,15 +37,22 @@ from pulseboard.schema.types import (
 )
 
 
+def mutation(resolver: Any = None, **options: Any) -> Any:
+    """`strawberry.mutation` whose field runs again whole after a serialization failure or a
+    deadlock (RetryConflicts); used bare or with options, as strawberry's."""
+    field = strawberry.mutation(extensions=[RetryConflicts()], **options)
+    return field if resolver is None else field(resolver)
+
+
 @strawberry.type
 class Mutation:
-    @strawberry.mutation
+    @mutation
     async def create_project(self, info: Ctx, input: CreateProjectInput) -> Project:
         return await projects.create_project(  # type: ignore[return-value]
             info.context, name=input.name, description=input.description
         )
 
-    @strawberry.mutation(
+    @mutation(
         description="Owners and admins. Owners may add only people they share a project or a team "
         "with; adding a member again changes nothing."
     )
@@ -57,7 +67,7 @@ class Mutation:
             info.context, project_id=project_id, user_id=user_id, role=role
         )
 
-    @strawberry.mutation(description="Owners and admins. A project always keeps at least one owner.")
+    @mutation(description="Owners and admins. A project always keeps at least one owner.")
     async def set_project_member_role(
         self, info: Ctx, project_id: strawberry.ID, user_id: strawberry.ID, role: ProjectRole
     ) -> Project:
@@ -65,7 +75,7 @@ class Mutation:
             info.context, project_id=project_id, user_id=user_id, role=role
         )
 
-    @strawberry.mutation(
+    @mutation(
         description="Owners and admins remove anyone, every member themselves (the last owner "
         "stays). Ends the user's access, live task streams included."
     )
@@ -76,17 +86,17 @@ class Mutation:
             info.context, project_id=project_id, user_id=user_id
         )
 
-    @strawberry.mutation(description="Admins only.")
+    @mutation(description="Admins only.")
     async def create_team(self, info: Ctx, input: CreateTeamInput) -> Team:
         return await users.create_team(info.context, name=input.name)  # type: ignore[return-value]
 
-    @strawberry.mutation(description="Admins only.")
+    @mutation(description="Admins only.")
     async def add_team_member(self, info: Ctx, team_id: strawberry.ID, user_id: strawberry.ID) -> Team:
         return await users.add_team_member(  # type: ignore[return-value]
             info.context, team_id=team_id, user_id=user_id
         )
 
-    @strawberry.mutation(
+    @mutation(
         description="Admins only, and only when the server keeps roles (PULSEBOARD_ROLE_SOURCE=server;"
         " FORBIDDEN when they come from tokens). The last administrator cannot be demoted. Takes"
         " effect at once: the user's open sockets are closed with 4403 and re-authorized on reconnect."
@@ -94,7 +104,7 @@ class Mutation:
     async def set_user_role(self, info: Ctx, user_id: strawberry.ID, role: Role) -> User:
         return await users.set_user_role(info.context, user_id=user_id, role=role)  # type: ignore[return-value]
 
-    @strawberry.mutation
+    @mutation
     async def create_task(self, info: Ctx, input: CreateTaskInput) -> Task:
         return await tasks.create_task(  # type: ignore[return-value]
             info.context,
@@ -107,7 +117,7 @@ class Mutation:
             due_at=input.due_at,
         )
 
-    @strawberry.mutation
+    @mutation
     async def update_task(
         self, info: Ctx, id: strawberry.ID, input: UpdateTaskInput, expected_version: int | None = None
     ) -> Task:
@@ -115,7 +125,7 @@ class Mutation:
             info.context, task_id=id, values=provided(input), expected_version=expected_version
         )
 
-    @strawberry.mutation(
+    @mutation(
         description="Moves a task to a column at a position (0 = top); positions stay dense."
     )
     async def move_task(
@@ -130,7 +140,7 @@ class Mutation:
             info.context, task_id=id, status=status, position=position, expected_version=expected_version
         )
 
-    @strawberry.mutation(description="assigneeId: null unassigns.")
+    @mutation(description="assigneeId: null unassigns.")
     async def assign_task(
         self,
         info: Ctx,
@@ -142,23 +152,23 @@ class Mutation:
             info.context, task_id=id, assignee_id=assignee_id, expected_version=expected_version
         )
 
-    @strawberry.mutation
+    @mutation
     async def complete_task(self, info: Ctx, id: strawberry.ID, expected_version: int | None = None) -> Task:
         return await tasks.complete_task(  # type: ignore[return-value]
             info.context, task_id=id, expected_version=expected_version
         )
 
-    @strawberry.mutation(description="Returns the task as it was before deletion.")
+    @mutation(description="Returns the task as it was before deletion.")
     async def delete_task(self, info: Ctx, id: strawberry.ID, expected_version: int | None = None) -> Task:
         return await tasks.delete_task(  # type: ignore[return-value]
             info.context, task_id=id, expected_version=expected_version
         )
 
-    @strawberry.mutation
+    @mutation
     async def add_task_comment(self, info: Ctx, task_id: strawberry.ID, body: str) -> TaskComment:
         return await tasks.add_comment(info.context, task_id=task_id, body=body)  # type: ignore[return-value]
 
-    @strawberry.mutation(description="Admins only.")
+    @mutation(description="Admins only.")
     async def create_queue(self, info: Ctx, input: CreateQueueInput) -> Queue:
         return await queues.create_queue(  # type: ignore[return-value]
             info.context,
@@ -168,7 +178,7 @@ class Mutation:
             sla_resolution_minutes=input.sla_resolution_minutes,
         )
 
-    @strawberry.mutation
+    @mutation
     async def create_ticket(self, info: Ctx, input: CreateTicketInput) -> Ticket:
         return await tickets.create_ticket(  # type: ignore[return-value]
             info.context,
@@ -178,7 +188,7 @@ class Mutation:
             priority=input.priority,
         )
 
-    @strawberry.mutation
+    @mutation
     async def update_ticket(
         self, info: Ctx, id: strawberry.ID, input: UpdateTicketInput, expected_version: int | None = None
     ) -> Ticket:
@@ -186,7 +196,7 @@ class Mutation:
             info.context, ticket_id=id, values=provided(input), expected_version=expected_version
         )
 
-    @strawberry.mutation(description="assigneeId: null unassigns.")
+    @mutation(description="assigneeId: null unassigns.")
     async def assign_ticket(
         self,
         info: Ctx,
@@ -198,7 +208,7 @@ class Mutation:
             info.context, ticket_id=id, assignee_id=assignee_id, expected_version=expected_version
         )
 
-    @strawberry.mutation
+    @mutation
     async def set_ticket_status(
         self, info: Ctx, id: strawberry.ID, status: TicketStatus, expected_version: int | None = None
     ) -> Ticket:
@@ -206,7 +216,7 @@ class Mutation:
             info.context, ticket_id=id, status=status, expected_version=expected_version
         )
 
-    @strawberry.mutation
+    @mutation
     async def set_ticket_priority(
         self, info: Ctx, id: strawberry.ID, priority: TicketPriority, expected_version: int | None = None
     ) -> Ticket:
@@ -214,11 +224,11 @@ class Mutation:
             info.context, ticket_id=id, priority=priority, expected_version=expected_version
         )
 
-    @strawberry.mutation
+    @mutation
     async def add_ticket_comment(self, info: Ctx, ticket_id: strawberry.ID, body: str) -> TicketComment:
         return await tickets.add_comment(info.context, ticket_id=ticket_id, body=body)  # type: ignore[return-value]
 
-    @strawberry.mutation(description="Applies to every ticket or to none (at most 100).")
+    @mutation(description="Applies to every ticket or to none (at most 100).")
     async def bulk_update_tickets(
         self, info: Ctx, ids: list[strawberry.ID], input: BulkUpdateTicketsInput
     ) -> list[Ticket]:
@@ -226,21 +236,21 @@ class Mutation:
             info.context, ticket_ids=ids, values=provided(input)
         )
 
-    @strawberry.mutation
+    @mutation
     async def update_preferences(self, info: Ctx, input: UpdatePreferencesInput) -> Preferences:
         values, types = preference_changes(input)
         return await preferences.update_preferences(  # type: ignore[return-value]
             info.context, values=values, types=types
         )
 
-    @strawberry.mutation(description="Marks the viewer's notifications read (all or none; at most 100).")
+    @mutation(description="Marks the viewer's notifications read (all or none; at most 100).")
     async def mark_notifications_read(self, info: Ctx, ids: list[strawberry.ID]) -> list[Notification]:
         return await notifications.mark_read(info.context, ids=ids)  # type: ignore[return-value]
 
-    @strawberry.mutation(description="Returns how many notifications were marked read.")
+    @mutation(description="Returns how many notifications were marked read.")
     async def mark_all_notifications_read(self, info: Ctx) -> int:
         return await notifications.mark_all_read(info.context)
 
-    @strawberry.mutation
+    @mutation
     async def delete_notification(self, info: Ctx, id: strawberry.ID) -> Notification:
         return await notifications.delete_notification(info.context, notification_id=id)  # type: ignore[return-value]
