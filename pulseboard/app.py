@@ -41,6 +41,7 @@ from pulseboard.auth import Verifier
 from pulseboard.errors import AppError, DatabaseFault, ErrorCode, database_fault
 from pulseboard.limits import BodySizeLimit, ConnectionCounter, LoopLag, Shed
 from pulseboard.persisted import PersistedQueries, PersistedQueryInvalid, PersistedQueryNotFound
+from pulseboard.resolvers import idempotency
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.users import Viewers
 from pulseboard.schema import build_schema
@@ -109,7 +110,10 @@ class GraphQLApp(GraphQL[Context, None]):
             return
         request = Request(scope, receive)
         try:
-            response = http.finish(request, await self.run(request))
+            with idempotency.carrying(request.headers.get("idempotency-key")):
+                response = http.finish(request, await self.run(request))
+        except AppError as error:  # an unusable Idempotency-Key
+            response = http.refusal(request, 400, error.message)
         except HTTPException as error:
             response = http.refusal(request, error.status_code, error.reason)
         except PersistedQueryNotFound:
@@ -375,7 +379,7 @@ def create_app(settings: Settings) -> Starlette:
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type"],
+                allow_headers=["authorization", "content-type", "idempotency-key"],
                 max_age=600,
             ),
             # Inside CORS, so that a browser can read the 503 too.

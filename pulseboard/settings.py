@@ -73,6 +73,8 @@ class Settings:
     connections_per_user: int = 20
     # How long a worker trusts the user it made of a token's claims before reading it again.
     viewer_cache_seconds: float = 30.0
+    # How long a mutation's answer is kept for retries with its idempotency key.
+    idempotency_retention_seconds: float = 86_400.0
     # Where users' roles come from: `token` (the identity provider's `role` claim; the newest
     # token wins) or `server` (kept in the database, changed by setUserRole or `pulseboard role`).
     role_source: str = "token"
@@ -178,7 +180,7 @@ class Settings:
             )
         if not (math.isfinite(self.jwt_max_lifetime_days) and self.jwt_max_lifetime_days >= 0):
             raise SettingsError("PULSEBOARD_JWT_MAX_LIFETIME_DAYS must be a number of days (0: no limit)")
-        for name in ("jwt_jwks_cache_seconds", "jwt_jwks_refetch_seconds"):
+        for name in ("jwt_jwks_cache_seconds", "jwt_jwks_refetch_seconds", "idempotency_retention_seconds"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise SettingsError(f"PULSEBOARD_{name.upper()} must be more than 0")

@@ -12,6 +12,7 @@ from pulseboard.models.enums import (
     TicketStatus,
 )
 from pulseboard.models.events import Event, TopicCounter
+from pulseboard.models.idempotency import IdempotencyKey
 from pulseboard.models.notifications import Notification, NotificationPreferences
 from pulseboard.models.projects import Project, ProjectMember, Task, TaskComment
 from pulseboard.models.tickets import Queue, Ticket, TicketComment
@@ -20,6 +21,7 @@ from pulseboard.models.users import Team, TeamMember, User
 __all__ = [
     "OPEN_TICKET_STATUSES",
     "Event",
+    "IdempotencyKey",
     "Notification",
     "NotificationChannel",
     "NotificationPreferences",

@@ -89,6 +89,8 @@ class _Attempt:
 
 
 _attempt: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar("pulseboard_attempt", default=None)
+# Events of transactions nested in holding_events(), published when it commits.
+_held: contextvars.ContextVar[list[Event] | None] = contextvars.ContextVar("pulseboard_held", default=None)
 
 
 async def retrying(
@@ -129,8 +131,29 @@ async def transaction(actor_id: int | None) -> AsyncIterator[Transaction]:
     attempt = _attempt.get()
     while attempt is not None:  # retrying() must not run this unit (or one around it) again
         attempt.committed, attempt = True, attempt.parent
-    if tx.events and (live := hub.current()) is not None:
-        await live.publish([from_row(event) for event in tx.events])
+    if (held := _held.get()) is not None:
+        held.extend(tx.events)  # a savepoint of holding_events(): not committed yet
+    else:
+        await _publish(tx.events)
+
+
+@asynccontextmanager
+async def holding_events() -> AsyncIterator[BaseDBAsyncClient]:
+    """One transaction around whole units of work: the transaction()s inside it are savepoints,
+    and their events are published only once this one commits (never if it rolls back)."""
+    held: list[Event] = []
+    token = _held.set(held)
+    try:
+        async with in_transaction() as conn:
+            yield conn
+    finally:
+        _held.reset(token)
+    await _publish(held)
+
+
+async def _publish(events: list[Event]) -> None:
+    if events and (live := hub.current()) is not None:
+        await live.publish([from_row(event) for event in events])
 
 
 def _plain(value: Any) -> Any:

@@ -13,6 +13,8 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from pulseboard.limits import RateLimiter
+from pulseboard.resolvers import idempotency
+from pulseboard.schema import idempotent
 from pulseboard.schema.documents import Documents, Guard, Limits
 from pulseboard.schema.errors import classify
 from pulseboard.schema.mutation import Mutation
@@ -30,6 +32,7 @@ class Schema(strawberry.Schema):
     def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.mask_errors = settings.production
+        self.idempotency_retention_seconds = settings.idempotency_retention_seconds
         self.documents = Documents(
             self._schema,
             Limits.from_settings(settings),
@@ -38,25 +41,61 @@ class Schema(strawberry.Schema):
         )
         self.extensions = (*self.extensions, lambda: Guard(self.documents))
 
-    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:  # type: ignore[override]
+    async def execute(  # type: ignore[override]
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any = None,
+        root_value: Any = None,
+        operation_name: str | None = None,
+        **kwargs: Any,
+    ) -> ExecutionResult:
         # Subscriptions are served over WebSockets only (the HTTP path here cannot stream them).
         allowed = kwargs.get("allowed_operation_types")
         if allowed is not None:
             kwargs["allowed_operation_types"] = set(allowed) - {OperationType.SUBSCRIPTION}
-        # Errors get their codes here rather than in an extension: parse errors end the
-        # operation before extensions' exit hooks run.
-        result = await super().execute(*args, **kwargs)
-        if result.errors:
-            result.errors = [classify(e, mask=self.mask_errors) for e in result.errors]
-        return result
+
+        async def run() -> ExecutionResult:
+            result = await super(Schema, self).execute(
+                query,
+                variable_values=variable_values,
+                context_value=context_value,
+                root_value=root_value,
+                operation_name=operation_name,
+                **kwargs,
+            )
+            # Errors get their codes here rather than in an extension: parse errors end the
+            # operation before extensions' exit hooks run.
+            if result.errors:
+                result.errors = [classify(e, mask=self.mask_errors) for e in result.errors]
+            return result
+
+        keyed = idempotent.keyed(self.documents, query, operation_name, variable_values, context_value)
+        if keyed is None:
+            return await run()
+        try:
+            return await idempotency.once(
+                keyed,
+                run,
+                encode=idempotent.encode,
+                replay=idempotent.replay,
+                retention_seconds=self.idempotency_retention_seconds,
+            )
+        except Exception as error:  # claiming or storing the key failed: nothing was committed
+            failed = GraphQLError(str(error), original_error=error)
+            return ExecutionResult(data=None, errors=[classify(failed, mask=self.mask_errors)])
 
     def classified(self, error: GraphQLError) -> GraphQLError:
         """`error` as clients see it (for messages sent outside Strawberry's execution)."""
         return classify(error, mask=self.mask_errors)
 
-    async def stream(self, *args: Any, **kwargs: Any) -> Any:
-        # graphql-transport-ws runs every operation (queries too) through stream().
-        return self._classified(await super().stream(*args, **kwargs))
+    async def stream(self, query: str | None, *args: Any, **kwargs: Any) -> Any:
+        # graphql-transport-ws runs every operation (queries too) through stream(); a mutation
+        # with an idempotency key runs through execute(), which keeps its answer.
+        context, name = kwargs.get("context_value"), kwargs.get("operation_name")
+        if not args and idempotent.keyed(self.documents, query, name, kwargs.get("variable_values"), context):
+            return _single(await self.execute(query, **kwargs))
+        return self._classified(await super().stream(query, *args, **kwargs))
 
     async def _classified(self, results: Any) -> AsyncIterator[Any]:
         async with aclosing(results):
@@ -68,6 +107,10 @@ class Schema(strawberry.Schema):
     def process_errors(self, errors: Any, execution_context: Any = None) -> None:
         # classify() logs unexpected errors once; expected ones are not worth a log line.
         return None
+
+
+async def _single(result: ExecutionResult) -> AsyncIterator[ExecutionResult]:
+    yield result
 
 
 def build_schema(settings: Settings) -> Schema:

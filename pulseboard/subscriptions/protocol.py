@@ -22,7 +22,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 
 from pulseboard import telemetry
+from pulseboard.errors import AppError
 from pulseboard.persisted import NOT_FOUND, NOT_FOUND_CODE, PersistedQueryInvalid, PersistedQueryNotFound
+from pulseboard.resolvers import idempotency
 from pulseboard.subscriptions.cohorts import Retry, Unavailable
 from pulseboard.subscriptions.engine import TRY_AGAIN
 from pulseboard.subscriptions.outbox import Outbox
@@ -66,6 +68,10 @@ class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
     open: ClassVar[set[ProtocolHandler]] = set()
     idle_task: asyncio.Task[None] | None = None
     _outbox: Outbox | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keys: dict[str, str] = {}  # idempotency keys of operations not yet started
 
     @property
     def outbox(self) -> Outbox:
@@ -158,12 +164,19 @@ class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
                 )
                 return
             message = {**message, "payload": {**payload, "query": query}}
+        if self.connection_acknowledged and "idempotencyKey" in (payload.get("extensions") or {}):
+            try:  # the operation's task takes it up (run_operation)
+                self.keys[message["id"]] = idempotency.parse_key(payload["extensions"]["idempotencyKey"])
+            except AppError as error:
+                await self._refuse(message["id"], error.message, error.code.value)
+                return
         await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[Any, None]) -> None:
         """Subscriptions go to the delivery engine; queries and mutations over the socket, and
         anything the engine does not serve, run the ordinary way."""
         planner, engine = self.view.planner, self.view.engine  # type: ignore[attr-defined]
+        key = self.keys.pop(operation.id, None)
 
         async def planned() -> Any:  # authorizing reads the database: retried like delivery
             return await planner.plan(
@@ -176,7 +189,8 @@ class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
             await self._try_again()
             return
         if plan is None:
-            await super().run_operation(operation)
+            with idempotency.carrying(key):  # a mutation with a key runs once per key
+                await super().run_operation(operation)
             return
         started, codes = time.perf_counter(), []
         active = telemetry.SUBSCRIPTIONS.labels(getattr(plan, "field", "invalid"))
