@@ -67,6 +67,18 @@ CATCHUPS = Counter(
 RESUMES = Counter(
     "pulseboard_resumes_total", "Subscriptions started with an after: cursor.", registry=REGISTRY
 )
+PUBLISH_QUEUE = Gauge(
+    "pulseboard_publish_queue_events",
+    "Committed events waiting to be published to the broker (read every sweep).",
+    registry=REGISTRY,
+    multiprocess_mode=LIVE,
+)
+BROKER_UP = Gauge(
+    "pulseboard_broker_up",
+    "1 while the worker's broker connection is up, else 0 (several workers: the lowest).",
+    registry=REGISTRY,
+    multiprocess_mode="livemin",
+)
 HUB_TOPICS = Gauge(
     "pulseboard_hub_topics", "Topics with local listeners.", registry=REGISTRY, multiprocess_mode=LIVE
 )

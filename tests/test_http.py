@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -100,6 +101,15 @@ async def test_metrics_expose_operations_connections_and_events(live: LiveServer
     assert value('pulseboard_events_delivered_total{kind="project"}') >= 1
     assert value("pulseboard_delivery_latency_seconds_count") >= 1
     assert value("pulseboard_hub_topics") >= 1
+
+
+async def test_metrics_show_the_broker_and_the_publish_queue(live: LiveServer) -> None:
+    """Read by the hub's sweep, once a second: an operator sees the broker is up and nothing waits."""
+    await asyncio.sleep(live.hub.sweep_interval * 1.5)
+    async with httpx.AsyncClient() as http:
+        lines = (await http.get(live.url + "/metrics")).text.splitlines()
+    assert "pulseboard_broker_up 1.0" in lines
+    assert "pulseboard_publish_queue_events 0.0" in lines
 
 
 async def test_one_log_line_per_operation_with_its_error_codes(

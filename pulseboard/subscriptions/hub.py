@@ -296,6 +296,8 @@ class Hub:
         failing_since: float | None = None
         while True:
             await asyncio.sleep(self.sweep_interval)
+            telemetry.BROKER_UP.set(1 if self._broker_up() else 0)
+            telemetry.PUBLISH_QUEUE.set(self._outgoing.qsize())
             try:
                 await self.sweep()
             except Exception as error:
@@ -327,7 +329,16 @@ class Hub:
         for topic, committed in rows:
             entry = active[str(topic)]
             if int(committed) > entry.last_seq:
-                logger.info("catching up %s from the log (%s -> %s)", topic, entry.last_seq, committed)
+                # Every topic, every second, while the broker is down: one line per interval.
+                telemetry.log_limited(
+                    logger,
+                    "catching up",
+                    "catching up %s from the log (%s -> %s)",
+                    topic,
+                    entry.last_seq,
+                    committed,
+                    interval=REPEAT_LOG_SECONDS,
+                )
                 entry.last_seq = int(committed)
                 self.stats["catchups"] += 1
                 telemetry.CATCHUPS.inc()
