@@ -64,16 +64,28 @@ def _fresh_filter(issued_at: dt.datetime | None) -> Q:
     return stored_unknown if issued_at is None else stored_unknown | Q(claims_issued_at__lte=issued_at)
 
 
+def _changed(user: User, claims: Claims) -> bool:
+    """Whether the upsert could write `claims` over the stored user (the last condition of its
+    WHERE): another email or name, or a newer token. A returning user with the same token, the
+    usual case, is one read and no write (and no row lock)."""
+    stored, issued = user.claims_issued_at, claims.issued_at
+    newer = issued is not None and (stored is None or issued > stored)
+    return user.email != claims.email or user.name != claims.name or newer
+
+
 async def upsert_from_claims(claims: Claims, *, role_source: str = "token") -> User:
-    """The user behind a token, created on first sight and kept in step with its newest claims.
-    With role_source "server" the role claim is ignored (new users are MEMBERs)."""
-    db = connections.get("default")
-    params = ", ".join(f"${n}" if db.capabilities.dialect == "postgres" else "?" for n in range(1, 7))
-    role = claims.role if role_source == "token" else Role.MEMBER
-    values = [claims.sub, claims.email, claims.name, role.value, claims.issued_at, timezone.now()]
-    sql = _UPSERTS[role_source].format(params=params)
-    rows = await db.executor_class(model=User, db=db).execute_select(sql, values)
-    user = rows[0] if rows else await User.get(sub=claims.sub)
+    """The user behind a token, created on first sight and kept in step with its newest claims:
+    read, and written only when the claims say something new. With role_source "server" the
+    role claim is ignored (new users are MEMBERs)."""
+    user = await User.get_or_none(sub=claims.sub)
+    if user is None or _changed(user, claims):  # else the upsert would write nothing: skip it
+        db = connections.get("default")
+        params = ", ".join(f"${n}" if db.capabilities.dialect == "postgres" else "?" for n in range(1, 7))
+        role = claims.role if role_source == "token" else Role.MEMBER
+        values = [claims.sub, claims.email, claims.name, role.value, claims.issued_at, timezone.now()]
+        sql = _UPSERTS[role_source].format(params=params)
+        rows = await db.executor_class(model=User, db=db).execute_select(sql, values)
+        user = rows[0] if rows else await User.get(sub=claims.sub)
     newer = _fresh(claims.issued_at, user.claims_issued_at)
     if role_source == "token" and user.role != claims.role and newer:
         user = await _take_role_from_token(user, claims)
