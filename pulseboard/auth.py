@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -137,6 +138,11 @@ JWKS_TIMEOUT_SECONDS = 5.0
 _JWKS_KEY_TYPES = ("RSA", "EC")
 
 
+# How long a verified token is remembered (at most: never past its expiry), and how many are.
+VERIFIED_SECONDS = 60.0
+VERIFIED_TOKENS = 10_000
+
+
 class Verifier:
     """Verifies bearer tokens as the settings say, made once per app. With a JWKS URL only the
     asymmetric algorithms configured (RS256 and ES256 by default) are accepted, with the key the
@@ -173,6 +179,12 @@ class Verifier:
         self.audience = tuple(audience)
         self.max_lifetime = max_lifetime if max_lifetime else None
         self._required = ["sub", "exp", *(["iss"] if issuer else []), *(["aud"] if audience else [])]
+        # Tokens verified lately, by their whole text (signature included): a client sends the
+        # same token with every request, and its signature is checked once a minute, not each time.
+        # With a JWKS, only while the key set that verified it is current and fresh (a withdrawn
+        # key stops verifying once the set is fetched again).
+        self._verified: OrderedDict[str, tuple[Claims, float, int]] = OrderedDict()
+        self.verifications = 0  # signature checks made, for tests
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Verifier:
@@ -197,7 +209,29 @@ class Verifier:
             return None, error
 
     async def verify(self, token: str) -> Claims:
-        """The claims of a valid token, or UNAUTHENTICATED saying why (never echoing the token)."""
+        """The claims of a valid token, or UNAUTHENTICATED saying why (never echoing the token).
+        A token verified within VERIFIED_SECONDS is taken from memory until it expires."""
+        now = time.monotonic()
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            claims, until, generation = remembered
+            live = claims.expires_at is None or claims.expires_at > dt.datetime.now(dt.UTC)
+            if now < until and generation == self._generation() and live:
+                self._verified.move_to_end(token)
+                return claims
+            del self._verified[token]  # checked again: expired, or its key may be withdrawn
+        claims = await self._verify(token)
+        if (generation := self._generation()) != -1:
+            self._verified[token] = (claims, now + VERIFIED_SECONDS, generation)
+        if len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return claims
+
+    def _generation(self) -> int:
+        return self.keys.generation() if self.keys is not None else 0
+
+    async def _verify(self, token: str) -> Claims:
+        self.verifications += 1
         try:
             header = jwt.get_unverified_header(token)
         except (jwt.InvalidTokenError, UnicodeError):
@@ -324,6 +358,11 @@ class JwksKeys:
         self.fetches = 0
         # True while the last fetch failed (the keys known, if any, are from an earlier one).
         self.unavailable = False
+
+    def generation(self) -> int:
+        """Which fetch the keys in use come from; -1 once they are older than `lifespan`."""
+        fresh = self._fetched_at is not None and self._clock() - self._fetched_at < self.lifespan
+        return self.fetches if fresh else -1
 
     async def get(self, kid: str) -> JwksKey | None:
         now = self._clock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 
@@ -10,7 +11,8 @@ import jwt
 import pytest
 
 from pulseboard.app import create_app
-from pulseboard.auth import mint_token
+from pulseboard.auth import Verifier, mint_token
+from pulseboard.errors import AppError
 from pulseboard.models import Role
 from tests.helpers import Api, Person, code
 
@@ -71,6 +73,26 @@ async def test_expired_token(api: Api) -> None:
     expired = api.token("late@example.test", ttl=dt.timedelta(minutes=-5))
     error = unauthenticated(await api.post(expired, VIEWER))
     assert error["message"] == "Token expired."
+
+
+async def test_a_token_is_verified_once_while_remembered(api: Api) -> None:
+    verifier = Verifier(secret=api.settings.jwt_secret)
+    token = api.token("often@example.test")
+    first, second = await verifier.verify(token), await verifier.verify(token)
+    assert first == second and first.sub == "often@example.test"
+    assert verifier.verifications == 1
+    await verifier.verify(api.token("other@example.test"))
+    assert verifier.verifications == 2
+
+
+async def test_a_remembered_token_is_refused_once_it_expires(api: Api) -> None:
+    verifier = Verifier(secret=api.settings.jwt_secret)
+    token = api.token("brief@example.test", ttl=dt.timedelta(seconds=1))
+    await verifier.verify(token)
+    await asyncio.sleep(1.2)
+    with pytest.raises(AppError) as refused:
+        await verifier.verify(token)
+    assert refused.value.code.value == "UNAUTHENTICATED" and refused.value.message == "Token expired."
 
 
 @pytest.mark.parametrize(
