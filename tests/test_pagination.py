@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from tests.helpers import Api, Person, code
+from tests.helpers import Api, Person, code, count_queries
 
 CREATE_PROJECT = "mutation($name: String!) { createProject(input: {name: $name}) { id } }"
 CREATE_TASK = """
@@ -188,3 +188,23 @@ async def test_a_task_cursor_survives_deletes_in_a_reordered_column(api: Api) ->
     await api.ok(alice, DELETE_TASK, id=d["node"]["id"])
     rest = (await api.ok(alice, TASKS, p=project_id, after=c["cursor"]))["tasks"]
     assert [e["node"]["id"] for e in rest["edges"]] == [b["node"]["id"], a["node"]["id"]]
+
+
+BOARD = """
+query($p: ID!) { tasks(projectId: $p, first: 2) { ...counted edges { node { id createdBy { name } } } } }
+fragment counted on TaskConnection { totalCount }
+"""
+
+
+async def test_a_board_page_is_two_statements(api: Api) -> None:
+    """The page, its visibility and its totalCount (asked for through a fragment) are one
+    statement; the people who created the tasks a second. A project out of sight is still NOT_FOUND."""
+    alice, outsider = await api.person(), await api.person()
+    project_id, ordered = await board_with_tasks(api, alice, 3)
+    await api.ok(alice, BOARD, p=project_id)  # the viewer is read once, then remembered
+    with count_queries() as statements:
+        page = (await api.ok(alice, BOARD, p=project_id))["tasks"]
+    assert page["totalCount"] == 3 and [e["node"]["id"] for e in page["edges"]] == ordered[:2]
+    assert len(statements) == 2, statements
+    assert code(await api.error(outsider, BOARD, p=project_id)) == "NOT_FOUND"
+    assert code(await api.error(alice, BOARD, p="424242")) == "NOT_FOUND"

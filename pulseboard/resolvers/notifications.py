@@ -156,13 +156,15 @@ def visible(viewer: User) -> QuerySet[Notification]:
 
 
 async def notifications(
-    ctx: Context, *, first: int | None, after: str | None, unread_only: bool
+    ctx: Context, *, first: int | None, after: str | None, unread_only: bool, with_count: bool = False
 ) -> Page[Notification]:
     viewer = ctx.require_viewer()
     query = visible(viewer)
     if unread_only:
         query = query.filter(read_at__isnull=True)
-    return await paginate(query, order=["-id"], first=first, after=after, settings=ctx.settings)
+    return await paginate(
+        query, order=["-id"], first=first, after=after, settings=ctx.settings, with_count=with_count
+    )
 
 
 async def unread_count(ctx: Context) -> int:

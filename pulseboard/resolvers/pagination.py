@@ -8,13 +8,14 @@ import binascii
 import json
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, Literal, TypeVar
 
 from pypika_tortoise import Table
 from pypika_tortoise.analytics import RowNumber
 from pypika_tortoise.queries import QueryBuilder
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.expressions import Q
+from tortoise.expressions import Q, RawSQL
 from tortoise.functions import Count
 from tortoise.models import Model
 from tortoise.queryset import QuerySet, ValuesListQuery
@@ -27,6 +28,7 @@ M = TypeVar("M", bound=Model)
 # Every sort key is a 32-bit integer column; anything outside cannot be a position of ours.
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 RANK = "row_rank"
+TOTAL = "window_total"
 
 
 @dataclass
@@ -115,14 +117,26 @@ async def paginate(
     first: int | None,
     after: str | None,
     settings: Settings,
+    with_count: bool = False,
 ) -> Page[M]:
-    """One page of `query` in `order` (integer columns only, the last one unique)."""
+    """One page of `query` in `order` (integer columns only, the last one unique). With
+    `with_count` (the client asked for totalCount), the first page is counted by the same
+    statement (a window count); later pages, or a count asked for anyway, by a COUNT."""
     args = page_args(settings, first, after, len(order))
+    if with_count and args.after is None:
+        counted_rows = query.annotate(**{TOTAL: RawSQL("COUNT(*) OVER ()")})
+        rows = await counted_rows.order_by(*order).limit(args.limit + 1)
+        total = int(getattr(rows[0], TOTAL)) if rows else 0
+        return page_of(rows, order=order, args=args, count=partial(_known, total))
     rows_query = query
     if args.after is not None:
         rows_query = rows_query.filter(_after(order, args.after))
     rows = await rows_query.order_by(*order).limit(args.limit + 1)
     return page_of(rows, order=order, args=args, count=query.count)
+
+
+async def _known(count: int) -> int:
+    return count
 
 
 def ranked_rows(

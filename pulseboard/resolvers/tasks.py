@@ -41,16 +41,25 @@ async def tasks(
     assignee_id: object | None,
     first: int | None,
     after: str | None,
+    with_count: bool = False,
 ) -> Page[Task]:
-    project = await access.project_for(ctx.require_viewer(), project_id)
-    query = Task.filter(project_id=project.id)
+    """The page reads only the tasks of a project the viewer may see, so when it has tasks the
+    project is visible: only an empty page needs to tell a project out of sight (NOT_FOUND)."""
+    viewer = ctx.require_viewer()
+    pid = access.parse_id("Project", project_id)
+    query = Task.filter(access.visible_tasks(viewer), project_id=pid)
     if status is not None:
         query = query.filter(status=status)
     if assignee_id is not None:
         query = query.filter(assignee_id=access.parse_id("User", assignee_id))
     if after is not None:
-        after = await _reanchored(project.id, after)
-    return await paginate(query, order=BOARD_ORDER, first=first, after=after, settings=ctx.settings)
+        after = await _reanchored(pid, after)
+    page = await paginate(
+        query, order=BOARD_ORDER, first=first, after=after, settings=ctx.settings, with_count=with_count
+    )
+    if not page.items:
+        await access.project_for(viewer, pid)
+    return page
 
 
 async def _reanchored(project_id: int, after: str) -> str:

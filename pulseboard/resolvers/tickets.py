@@ -42,6 +42,7 @@ async def tickets(
     assignee_id: object | None,
     first: int | None,
     after: str | None,
+    with_count: bool = False,
 ) -> Page[Ticket]:
     """The tickets the viewer may see, newest first."""
     viewer = ctx.require_viewer()
@@ -54,7 +55,9 @@ async def tickets(
         query = query.filter(priority=priority)
     if assignee_id is not None:
         query = query.filter(assignee_id=access.parse_id("User", assignee_id))
-    return await paginate(query, order=["-id"], first=first, after=after, settings=ctx.settings)
+    return await paginate(
+        query, order=["-id"], first=first, after=after, settings=ctx.settings, with_count=with_count
+    )
 
 
 async def may_read(ctx: Context, ticket: Ticket) -> bool:

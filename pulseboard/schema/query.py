@@ -19,6 +19,7 @@ from pulseboard.schema.types import (
     User,
     connection,
     queue_metrics,
+    selects,
 )
 
 
@@ -59,6 +60,7 @@ class Query:
             assignee_id=assignee_id,
             first=first,
             after=after,
+            with_count=selects(info, "totalCount"),
         )
         return connection(page)
 
@@ -85,6 +87,7 @@ class Query:
             assignee_id=assignee_id,
             first=first,
             after=after,
+            with_count=selects(info, "totalCount"),
         )
         return connection(page)
 
@@ -115,7 +118,11 @@ class Query:
         unread_only: bool = False,
     ) -> NotificationConnection:
         page = await notifications.notifications(
-            info.context, first=first, after=after, unread_only=unread_only
+            info.context,
+            first=first,
+            after=after,
+            unread_only=unread_only,
+            with_count=selects(info, "totalCount"),
         )
         base = connection(page)
         return NotificationConnection(

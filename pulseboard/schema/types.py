@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 import strawberry
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
 from pulseboard.models import (
     NotificationChannel,
@@ -65,6 +66,22 @@ class Connection(Generic[T]):
     @strawberry.field(description="How many items match, across all pages.")
     async def total_count(self) -> int:
         return await self.count()
+
+
+def selects(info: Ctx, name: str) -> bool:
+    """Whether the client selected `name` (as spelled in the schema) right under this field,
+    fragments included: a resolver may then read it with what it reads anyway."""
+
+    def among(selections: Sequence[Selection]) -> bool:
+        for selection in selections:
+            if isinstance(selection, SelectedField):
+                if selection.name == name:
+                    return True
+            elif among(selection.selections):  # a fragment spread or an inline fragment
+                return True
+        return False
+
+    return any(among(field.selections) for field in info.selected_fields)
 
 
 def connection(page: Page) -> Connection:  # type: ignore[type-arg]
