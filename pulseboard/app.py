@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
+import orjson
 from broadcaster import Broadcast
 from broadcaster._backends.base import BroadcastBackend
 from cross_web import HTTPException
@@ -132,6 +133,15 @@ class GraphQLApp(GraphQL[Context, None]):
     async def render_graphql_ide(self, request: Request) -> Response:  # type: ignore[override]
         """GraphiQL from this package (no CDN), prefilled with a dev token in development."""
         return HTMLResponse(graphiql.page(graphiql.dev_headers(self.settings, request)))
+
+    def encode_json(self, data: object) -> str:
+        # orjson is several times quicker than json.dumps on a page of results. It refuses what
+        # JSON cannot carry as UTF-8 (a lone surrogate a client sent, echoed in an error
+        # message): json.dumps escapes that. Always text: a socket's frames must be text frames.
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError:
+            return super().encode_json(data)  # type: ignore[return-value]
 
     def decode_json(self, data: str | bytes) -> object:
         # Nesting deeper than the parser recurses, or integers longer than Python converts, are
