@@ -44,4 +44,9 @@ class Notification(Model):
 
     class Meta:
         table = "notifications"
-        indexes = [Index(fields=("user_id", "read_at"), name="notifications_user_read_idx")]
+        indexes = [
+            # The viewer's notifications, newest first (the list and its cursor).
+            Index(fields=("user_id", "id"), name="notifications_user_idx"),
+            # Unread ones: unreadCount, unreadOnly and markAllNotificationsRead.
+            Index(fields=("user_id", "read_at"), name="notifications_user_read_idx"),
+        ]

@@ -72,7 +72,11 @@ class Task(Model):
         table = "tasks"
         indexes = [
             Index(fields=("project_id", "status", "position"), name="tasks_board_idx"),
-            Index(fields=("assignee_id",), name="tasks_assignee_idx"),
+            # A board filtered by assignee (tasks(projectId, assigneeId)), read in board order. It
+            # leads with assignee_id: it also serves what (assignee_id) did, SET NULL on user delete.
+            Index(
+                fields=("assignee_id", "project_id", "status", "position"), name="tasks_assignee_board_idx"
+            ),
         ]
 
 

@@ -50,8 +50,10 @@ class Ticket(Model):
 
     class Meta:
         table = "tickets"
-        # Ticket lists run newest first (by id) within a requester's or an assignee's tickets.
+        # Ticket lists run newest first (by id) within a queue's, a requester's or an assignee's
+        # tickets; (queue_id, status) serves the queue metrics' counts by status.
         indexes = [
+            Index(fields=("queue_id", "id"), name="tickets_queue_idx"),
             Index(fields=("queue_id", "status"), name="tickets_queue_status_idx"),
             Index(fields=("requester_id", "id"), name="tickets_requester_idx"),
             Index(fields=("assignee_id", "id"), name="tickets_assignee_idx"),
