@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
+import asyncpg
 import orjson
 from broadcaster import Broadcast
 from broadcaster._backends.base import BroadcastBackend
@@ -34,6 +35,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 from tortoise import Tortoise, connections
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.migrations.api import migrate
 
@@ -260,12 +262,37 @@ async def _expire(context: Context) -> None:
         await context.request.close(code=4403, reason="Token expired")
 
 
+# A PostgreSQL advisory lock key: held while one process migrates (any number 64 bits hold).
+MIGRATION_LOCK = 0x70756C7365  # "pulse"
+
+
 async def apply_migrations(settings: Settings) -> None:
-    """Brings the database to the latest shipped migration (idempotent)."""
+    """Brings the database to the latest shipped migration (idempotent). Workers and hosts that
+    start together on PostgreSQL migrate one at a time: the first applies what is pending, the
+    others then find nothing to do (without the lock two would create the same index)."""
+    async with _migrating_alone(settings.database_url):
+        try:
+            await migrate(config=tortoise_config(settings.database_url))
+        finally:
+            await Tortoise.close_connections()
+
+
+@asynccontextmanager
+async def _migrating_alone(url: str) -> AsyncIterator[None]:
+    """PostgreSQL's advisory lock MIGRATION_LOCK, on a connection of its own (closing it releases
+    the lock, also when this process dies); SQLite serves one process and needs none."""
+    expanded = expand_db_url(url)
+    if expanded["engine"] != "tortoise.backends.asyncpg":
+        yield
+        return
+    credentials = expanded["credentials"]
+    keys = ("host", "port", "user", "password", "database")
+    conn = await asyncpg.connect(**{key: credentials.get(key) for key in keys})
     try:
-        await migrate(config=tortoise_config(settings.database_url))
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        yield
     finally:
-        await Tortoise.close_connections()
+        await conn.close()
 
 
 def _running_hub() -> hub.Hub:

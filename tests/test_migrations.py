@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+import uuid
 from pathlib import Path
 
+import asyncpg
+import pytest
 from tortoise import Tortoise, connections
 from tortoise.cli.cli import tortoise_cli_context
 from tortoise.migrations.autodetector import MigrationAutodetector
@@ -12,6 +18,7 @@ import pulseboard.models.migrations
 from pulseboard.app import apply_migrations
 from pulseboard.models import Task, Ticket, TopicCounter
 from pulseboard.settings import Settings, tortoise_config
+from tests.conftest import BASE_DATABASE_URL, ON_POSTGRES, _pg, _with_database
 
 MIGRATIONS = Path(pulseboard.models.migrations.__file__).parent
 
@@ -38,3 +45,40 @@ async def test_migrations_reapply_as_a_no_op(settings: Settings) -> None:
         assert await TopicCounter.all().count() == 0
     finally:
         await Tortoise.close_connections()
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="workers migrating together is a PostgreSQL matter")
+async def test_processes_starting_together_migrate_one_at_a_time(tmp_path: Path) -> None:
+    """Workers (or hosts) started at once on an empty database each apply the migrations:
+    without a lock two of them created the same table or index and one failed to start."""
+    name = f"test_race_{uuid.uuid4().hex[:12]}"
+    url = _with_database(BASE_DATABASE_URL, name)
+    await _pg(f'CREATE DATABASE "{name}"')
+    try:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("PULSEBOARD_")}
+        starting = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "pulseboard",
+                "migrate",
+                cwd=tmp_path,
+                env={**environ, "PULSEBOARD_DATABASE_URL": url},
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            for _ in range(3)
+        ]
+        outputs = [(await process.communicate())[0].decode() for process in starting]
+        assert [process.returncode for process in starting] == [0, 0, 0], outputs
+        conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+        try:
+            names = [
+                r["name"]
+                for r in await conn.fetch("SELECT name FROM tortoise_migrations WHERE app = 'models'")
+            ]
+        finally:
+            await conn.close()
+        assert sorted(names) == sorted(p.stem for p in MIGRATIONS.glob("[0-9]*.py"))
+    finally:
+        await _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
