@@ -34,6 +34,17 @@ class SharedLoader(DataLoader[K, T]):
         return asyncio.shield(super().load(key))
 
 
+def loaded(loader: DataLoader[K, T], key: K) -> T | Awaitable[T]:
+    """The value itself when `loader` holds it already, else the pending load. A resolver that
+    returns a value lets graphql-core complete its row without an await: a page whose people
+    were loaded first (schema load_people) completes without a task per row."""
+    pending = loader.load(key)
+    ready = isinstance(pending, asyncio.Future) and pending.done() and not pending.cancelled()
+    if ready and pending.exception() is None:  # type: ignore[attr-defined]
+        return pending.result()  # type: ignore[attr-defined,no-any-return]
+    return pending
+
+
 def _by_id(model: type[M], kind: type[DataLoader[Any, Any]]) -> DataLoader[int, M | None]:
     async def load(ids: Sequence[int]) -> list[M | None]:
         rows = {row.pk: row for row in await model.filter(id__in=list(ids))}

@@ -17,6 +17,7 @@ from pulseboard.resolvers import idempotency
 from pulseboard.schema import idempotent
 from pulseboard.schema.documents import Documents, Guard, Limits
 from pulseboard.schema.errors import classify
+from pulseboard.schema.execution import ExecutionContext
 from pulseboard.schema.mutation import Mutation
 from pulseboard.schema.observe import Observe
 from pulseboard.schema.query import Query
@@ -124,6 +125,7 @@ def build_schema(settings: Settings) -> Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
+        execution_context_class=ExecutionContext,
         settings=settings,
     )
 

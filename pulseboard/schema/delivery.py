@@ -44,6 +44,7 @@ from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.loaders import Loaders
 from pulseboard.schema.documents import Documents, root_selections, single_operation
 from pulseboard.schema.errors import INFRASTRUCTURE_CODES, classify, extensions_for
+from pulseboard.schema.execution import is_awaitable
 from pulseboard.subscriptions.encoding import EventMessage
 from pulseboard.subscriptions.hub import Hub
 
@@ -178,6 +179,7 @@ class Planner:
             context_value=dataclasses.replace(context, loaders=loaders),
             variable_values=variables,
             operation_name=operation_name,
+            is_awaitable=is_awaitable,
         )
         if isawaitable(result):
             result = await result

@@ -18,6 +18,7 @@ from pulseboard.schema.types import (
     Ticket,
     User,
     connection,
+    load_people,
     queue_metrics,
     selects,
 )
@@ -62,6 +63,7 @@ class Query:
             after=after,
             with_count=selects(info, "totalCount"),
         )
+        await load_people(info, page, {"assignee": "assignee_id", "createdBy": "created_by_id"})
         return connection(page)
 
     @strawberry.field
@@ -89,6 +91,7 @@ class Query:
             after=after,
             with_count=selects(info, "totalCount"),
         )
+        await load_people(info, page, {"requester": "requester_id", "assignee": "assignee_id"})
         return connection(page)
 
     @strawberry.field

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 import strawberry
@@ -24,6 +24,7 @@ from pulseboard.models import NotificationPreferences as PreferencesRow
 from pulseboard.models import User as UserRow
 from pulseboard.resolvers import access, preferences, projects, tasks, tickets
 from pulseboard.resolvers.context import Context
+from pulseboard.resolvers.loaders import loaded
 from pulseboard.resolvers.metrics import QueueMetrics as Metrics
 from pulseboard.resolvers.pagination import Page
 
@@ -68,20 +69,30 @@ class Connection(Generic[T]):
         return await self.count()
 
 
-def selects(info: Ctx, name: str) -> bool:
-    """Whether the client selected `name` (as spelled in the schema) right under this field,
-    fragments included: a resolver may then read it with what it reads anyway."""
+def selects(info: Ctx, *path: str) -> bool:
+    """Whether the client selected `path` (field names as spelled in the schema, e.g.
+    "edges", "node", "assignee") under this field, through fragments too: a resolver may then
+    read it along with what it reads anyway."""
 
-    def among(selections: Sequence[Selection]) -> bool:
+    def among(selections: Sequence[Selection], path: tuple[str, ...]) -> bool:
         for selection in selections:
-            if isinstance(selection, SelectedField):
-                if selection.name == name:
+            if not isinstance(selection, SelectedField):  # a fragment spread or an inline fragment
+                if among(selection.selections, path):
                     return True
-            elif among(selection.selections):  # a fragment spread or an inline fragment
+            elif selection.name == path[0] and (len(path) == 1 or among(selection.selections, path[1:])):
                 return True
         return False
 
-    return any(among(field.selections) for field in info.selected_fields)
+    return any(among(field.selections, path) for field in info.selected_fields)
+
+
+async def load_people(info: Ctx, page: Page, people: Mapping[str, str]) -> None:
+    """Loads at once the people the client selected on a page's nodes (`people`: field name ->
+    the row's id attribute), so that each row's person then resolves without an await."""
+    selected = [attribute for name, attribute in people.items() if selects(info, "edges", "node", name)]
+    ids = {getattr(row, attribute) for row in page.items for attribute in selected} - {None}
+    if ids:
+        await info.context.loaders.user.load_many(ids)
 
 
 def connection(page: Page) -> Connection:  # type: ignore[type-arg]
@@ -119,8 +130,8 @@ class User:
         return row.role if access.sees_private_fields(info.context.viewer, row) else None
 
 
-async def _user(info: Ctx, user_id: int | None) -> User | None:
-    return None if user_id is None else await info.context.loaders.user.load(user_id)  # type: ignore[return-value]
+def _user(info: Ctx, user_id: int | None) -> User | Awaitable[User | None] | None:
+    return None if user_id is None else loaded(info.context.loaders.user, user_id)  # type: ignore[arg-type]
 
 
 @strawberry.type(name="Team")
@@ -137,8 +148,8 @@ class _Comment:
     author_id: strawberry.Private[int]
 
     @strawberry.field
-    async def author(self, info: Ctx) -> User:
-        return await _user(info, self.author_id)  # type: ignore[return-value]
+    def author(self, info: Ctx) -> User:
+        return _user(info, self.author_id)  # type: ignore[return-value]
 
 
 @strawberry.type(name="Project")
@@ -150,8 +161,8 @@ class Project:
     created_by_id: strawberry.Private[int]
 
     @strawberry.field
-    async def created_by(self, info: Ctx) -> User:
-        return await _user(info, self.created_by_id)  # type: ignore[return-value]
+    def created_by(self, info: Ctx) -> User:
+        return _user(info, self.created_by_id)  # type: ignore[return-value]
 
     @strawberry.field(description="The project's members, in id order (their roles: memberships).")
     async def members(self, info: Ctx) -> list[User]:
@@ -170,8 +181,8 @@ class ProjectMembership:
     user_id: strawberry.Private[int]
 
     @strawberry.field
-    async def user(self, info: Ctx) -> User:
-        return await _user(info, self.user_id)  # type: ignore[return-value]
+    def user(self, info: Ctx) -> User:
+        return _user(info, self.user_id)  # type: ignore[return-value]
 
 
 @strawberry.type(name="Task")
@@ -197,12 +208,12 @@ class Task:
         return await info.context.loaders.project.load(self.project_id)  # type: ignore[return-value]
 
     @strawberry.field
-    async def assignee(self, info: Ctx) -> User | None:
-        return await _user(info, self.assignee_id)
+    def assignee(self, info: Ctx) -> User | None:
+        return _user(info, self.assignee_id)  # type: ignore[return-value]
 
     @strawberry.field
-    async def created_by(self, info: Ctx) -> User:
-        return await _user(info, self.created_by_id)  # type: ignore[return-value]
+    def created_by(self, info: Ctx) -> User:
+        return _user(info, self.created_by_id)  # type: ignore[return-value]
 
     @strawberry.field
     async def comments(
@@ -252,12 +263,12 @@ class Ticket:
         return await info.context.loaders.queue.load(self.queue_id)  # type: ignore[return-value]
 
     @strawberry.field
-    async def requester(self, info: Ctx) -> User:
-        return await _user(info, self.requester_id)  # type: ignore[return-value]
+    def requester(self, info: Ctx) -> User:
+        return _user(info, self.requester_id)  # type: ignore[return-value]
 
     @strawberry.field
-    async def assignee(self, info: Ctx) -> User | None:
-        return await _user(info, self.assignee_id)
+    def assignee(self, info: Ctx) -> User | None:
+        return _user(info, self.assignee_id)  # type: ignore[return-value]
 
     @strawberry.field
     async def comments(
