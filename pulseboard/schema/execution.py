@@ -13,8 +13,13 @@ from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from tortoise.models import Model
 
+# What most values are, answered before anything else (as Strawberry's own check does).
+_PLAIN = frozenset({type(None), bool, int, float, str, list, dict})
+
 
 def is_awaitable(value: Any) -> TypeGuard[Awaitable[Any]]:
+    if type(value) in _PLAIN:
+        return False
     return not isinstance(value, Model) and optimized_is_awaitable(value)
 
 
