@@ -214,6 +214,8 @@ async def test_list_filters_by_queue_status_priority_and_assignee(api: Api) -> N
     assert await listed(api, admin, assigneeId=desk.agent.id) == ([a["id"]], 1)
     assert await listed(api, admin, queueId=other_queue, priority="HIGH") == ([c["id"]], 1)
     assert await listed(api, admin, queueId=desk.queue, status="CLOSED") == ([], 0)
+    for unknown in ("424242", "nonsense"):  # an empty page of a queue that does not exist
+        assert code(await api.error(admin, LIST, queueId=unknown)) == "NOT_FOUND"
 
 
 # --- who may change tickets

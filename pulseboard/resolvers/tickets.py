@@ -44,20 +44,25 @@ async def tickets(
     after: str | None,
     with_count: bool = False,
 ) -> Page[Ticket]:
-    """The tickets the viewer may see, newest first."""
+    """The tickets the viewer may see, newest first. Only an empty page looks up the queue:
+    tickets of one exist only in a queue that does (else NOT_FOUND)."""
     viewer = ctx.require_viewer()
     query = Ticket.filter(await access.visible_tickets(viewer))
-    if queue_id is not None:
-        query = query.filter(queue_id=(await access.queue_for(viewer, queue_id)).id)
+    qid = None if queue_id is None else access.parse_id("Queue", queue_id)
+    if qid is not None:
+        query = query.filter(queue_id=qid)
     if status is not None:
         query = query.filter(status=status)
     if priority is not None:
         query = query.filter(priority=priority)
     if assignee_id is not None:
         query = query.filter(assignee_id=access.parse_id("User", assignee_id))
-    return await paginate(
+    page = await paginate(
         query, order=["-id"], first=first, after=after, settings=ctx.settings, with_count=with_count
     )
+    if qid is not None and not page.items:
+        await access.queue_for(viewer, qid)
+    return page
 
 
 async def may_read(ctx: Context, ticket: Ticket) -> bool:
