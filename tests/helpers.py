@@ -8,11 +8,11 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from starlette.applications import Starlette
@@ -23,6 +23,7 @@ from pulseboard.models import Role
 from pulseboard.settings import Settings
 
 _serial = itertools.count(1)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -111,14 +112,21 @@ def code(error: dict) -> str:
     return error["extensions"]["code"]
 
 
-@contextmanager
-def count_queries() -> Iterator[list[str]]:
+def count_queries() -> AbstractContextManager[list[str]]:
     """Collects the SQL statements Tortoise runs inside the block."""
-    statements: list[str] = []
+    return tortoise_records(logging.LogRecord.getMessage)
+
+
+@contextmanager
+def tortoise_records(keep: Callable[[logging.LogRecord], T | None]) -> Iterator[list[T]]:
+    """What `keep` makes of each debug record Tortoise's database client logs inside the block
+    (None: nothing kept)."""
+    statements: list[T] = []
 
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            statements.append(record.getMessage())
+            if (kept := keep(record)) is not None:
+                statements.append(kept)
 
     logger = logging.getLogger("tortoise.db_client")
     handler, level = Collect(level=logging.DEBUG), logger.level

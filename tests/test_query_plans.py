@@ -37,7 +37,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,7 @@ from tortoise import connections
 from pulseboard.models import Role
 from pulseboard.resolvers.pagination import encode_cursor
 from tests.conftest import ON_POSTGRES
-from tests.helpers import Api, Person
+from tests.helpers import Api, Person, tortoise_records
 
 pytestmark = [
     pytest.mark.postgres,
@@ -230,27 +230,17 @@ async def seed(api: Api) -> Seeded:
 # --- capturing what Tortoise sends, and reading its plans
 
 
-@contextmanager
-def captured() -> Iterator[list[tuple[str, list[Any]]]]:
+def _statement(record: logging.LogRecord) -> tuple[str, list[Any]] | None:
+    if isinstance(record.args, tuple) and len(record.args) == 2:
+        sql, values = record.args
+        return str(sql), list(values or [])
+    return None
+
+
+def captured() -> AbstractContextManager[list[tuple[str, list[Any]]]]:
     """The (SQL, parameters) of each statement Tortoise sends inside the block: asyncpg's client
     logs them as the two arguments of a debug record on "tortoise.db_client"."""
-    statements: list[tuple[str, list[Any]]] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if isinstance(record.args, tuple) and len(record.args) == 2:
-                sql, values = record.args
-                statements.append((str(sql), list(values or [])))
-
-    logger = logging.getLogger("tortoise.db_client")
-    handler, level = Collect(level=logging.DEBUG), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield statements
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    return tortoise_records(_statement)
 
 
 def selects(statements: list[tuple[str, list[Any]]]) -> list[tuple[str, list[Any]]]:
