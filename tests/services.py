@@ -2,9 +2,11 @@
 
 The shared PostgreSQL (5432) and Redis (6379) serve every other test of the run, so a test that
 breaks a service on purpose starts its own instance here, on a free port, and removes it afterwards.
+(The tests of one module take turns with one PostgreSQL cluster: see private_postgres.)
 
 The fixtures private_postgres and private_redis reach every test once tests/conftest.py imports
-them; a test module that imported them itself would have ruff flag each test taking one (F811).
+them (with module_postgres and postgres_template, which private_postgres takes); a test module that
+imported them itself would have ruff flag each test taking one (F811).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +31,14 @@ from redis.retry import Retry
 
 from tests.live import free_port
 
-__all__ = ["PostgresCluster", "RedisServer", "private_postgres", "private_redis"]
+__all__ = [
+    "PostgresCluster",
+    "RedisServer",
+    "module_postgres",
+    "postgres_template",
+    "private_postgres",
+    "private_redis",
+]
 
 
 class RedisServer:
@@ -144,6 +154,22 @@ def _run(*args: str) -> str:
     return result.stdout
 
 
+def _run_as(uid: int, gid: int, *args: str, cwd: str) -> subprocess.CompletedProcess[str]:
+    """`args` run as the user `uid` (pg_ctl and initdb refuse to run as root), unchecked."""
+    return subprocess.run(
+        args,
+        user=uid,
+        group=gid,
+        extra_groups=os.getgrouplist(pwd.getpwuid(uid).pw_name, gid),
+        cwd=cwd,
+        env=_pg_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def _clusters() -> list[dict[str, object]]:
     return list(json.loads(_run("pg_lsclusters", "--json") or "[]"))
 
@@ -164,35 +190,38 @@ class PostgresCluster:
     without a password connects as postgres.
     """
 
-    def __init__(self, name: str | None = None, version: str | None = None) -> None:
+    def __init__(
+        self, name: str | None = None, version: str | None = None, template: Path | None = None
+    ) -> None:
+        """`template`: a data directory of initdb_template()'s to copy rather than run initdb."""
         for tool in ("pg_createcluster", "pg_ctlcluster", "pg_dropcluster", "pg_lsclusters", "psql"):
             assert shutil.which(tool), f"{tool} is needed for a private PostgreSQL cluster"
         self.version = version or _installed_version()
         self.name = name or f"{CLUSTER_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
         self.port = free_port()
+        self.template = template
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def create(self) -> None:
-        _run(
-            "pg_createcluster",
-            self.version,
-            self.name,
-            "-p",
-            str(self.port),
-            # Never started at boot: a cluster that outlives its test must not come back by itself.
-            "--start-conf",
-            "manual",
-            "--",
-            "--auth=trust",
-            "--no-sync",  # no fsync of initdb's files: the cluster is dropped after the test
-        )
+        if self.template is None:
+            self._createcluster()
+        else:
+            # initdb is most of pg_createcluster's 2 s. Given a data directory that initdb made,
+            # pg_createcluster configures it as the cluster's instead (the initdb options unused).
+            data = Path("/var/lib/postgresql", self.version, self.name)
+            _run("cp", "--archive", str(self.template), str(data))  # the owner's, as initdb made it
+            try:
+                self._createcluster("--datadir", str(data))
+            except BaseException:
+                shutil.rmtree(data, ignore_errors=True)
+                raise
         # Appended to postgresql.conf (later lines win) rather than passed with -o, which writes
         # 127.0.0.1 unquoted, which PostgreSQL rejects; and rather than a conf.d file, which
         # pg_dropcluster would not know of and would leave behind in the cluster's directory.
         with self.info_path("configdir", "postgresql.conf").open("a") as conf:
             conf.write(
-                "\n# tests/services.py: a throwaway cluster for one test\n"
+                "\n# tests/services.py: a throwaway cluster for tests\n"
                 "listen_addresses = '127.0.0.1'\n"
                 # Durability costs time and the data dies with the test anyway.
                 "fsync = off\n"
@@ -201,6 +230,22 @@ class PostgresCluster:
                 # createcluster.conf turns SSL on; on loopback it is only a slower handshake.
                 "ssl = off\n"
             )
+
+    def _createcluster(self, *options: str) -> None:
+        _run(
+            "pg_createcluster",
+            self.version,
+            self.name,
+            *options,
+            "-p",
+            str(self.port),
+            # Never started at boot: a cluster that outlives its test must not come back by itself.
+            "--start-conf",
+            "manual",
+            "--",
+            "--auth=trust",
+            "--no-sync",  # no fsync of initdb's files: the cluster is dropped after its tests
+        )
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections (pg_ctl -w).
@@ -215,25 +260,17 @@ class PostgresCluster:
         uid, gid = int(str(info["owneruid"])), int(str(info["ownergid"]))
         pgdata, configdir = str(info["pgdata"]), str(info["configdir"])
         pg_ctl = f"/usr/lib/postgresql/{self.version}/bin/pg_ctl"
-        result = subprocess.run(
-            [
-                pg_ctl,
-                "start",
-                "--wait",
-                "--silent",
-                f"--pgdata={pgdata}",
-                f"--log={info['logfile']}",
-                f"--options=-c config_file={configdir}/postgresql.conf",
-            ],
-            user=uid,
-            group=gid,
-            extra_groups=os.getgrouplist(pwd.getpwuid(uid).pw_name, gid),
+        result = _run_as(
+            uid,
+            gid,
+            pg_ctl,
+            "start",
+            "--wait",
+            "--silent",
+            f"--pgdata={pgdata}",
+            f"--log={info['logfile']}",
+            f"--options=-c config_file={configdir}/postgresql.conf",
             cwd=pgdata,
-            env=_pg_env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
         )
         if result.returncode != 0:
             log = Path(str(info["logfile"]))
@@ -267,6 +304,15 @@ class PostgresCluster:
     def resume(self) -> None:
         self._continue()
 
+    def ensure_started(self) -> None:
+        """Running and answering, whatever a test left it in: made again if it was removed,
+        continued if paused, started if stopped."""
+        if not self.exists():
+            self.create()
+        self._continue()
+        if not self.running:
+            self.start()
+
     def remove(self) -> None:
         """Stop the cluster if it runs and delete its data, configuration and log."""
         if not self.exists():
@@ -295,19 +341,36 @@ class PostgresCluster:
 
     def create_database(self, name: str) -> str:
         """Create a database and return its URL. Synchronous (psql), so it works in any fixture."""
-        quoted = '"' + name.replace('"', '""') + '"'
-        _run(
+        self._psql(f"CREATE DATABASE {_quoted(name)}")
+        return self.url(name)
+
+    def created_databases(self) -> list[str]:
+        """The databases made since initdb (which makes postgres, template0 and template1)."""
+        listed = self._psql(
+            "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1')"
+        )
+        return listed.splitlines()
+
+    def drop_created_databases(self) -> None:
+        """Drop every database made since initdb, connections to them and all."""
+        for name in self.created_databases():
+            self._psql(f"DROP DATABASE {_quoted(name)} WITH (FORCE)")
+
+    def _psql(self, sql: str) -> str:
+        """What one statement prints, unaligned and without headers, as the postgres user."""
+        return _run(
             "psql",
             "--no-psqlrc",
             "--quiet",
+            "--tuples-only",
+            "--no-align",
             "--set=ON_ERROR_STOP=1",
             "--host=127.0.0.1",
             f"--port={self.port}",
             "--username=postgres",
             "--dbname=postgres",
-            f"--command=CREATE DATABASE {quoted}",
+            f"--command={sql}",
         )
-        return self.url(name)
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -373,32 +436,95 @@ class PostgresCluster:
         os.kill(postmaster, signal.SIGCONT)
 
 
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def process_gone(pid: int) -> bool:
+    """Whether no process has `pid` (one that does runs on: a concurrent pytest, say)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, under another user
+    return False
+
+
+def _orphaned(name: str) -> bool:
+    """Whether `name` is a pbtest_<pid>_... one whose pytest process is gone."""
+    if not name.startswith(CLUSTER_PREFIX):
+        return False
+    try:
+        pid = int(name.removeprefix(CLUSTER_PREFIX).split("_", 1)[0])
+    except ValueError:
+        return False
+    return process_gone(pid)
+
+
 def drop_orphaned_clusters() -> None:
-    """Drop pbtest_ clusters whose pytest process is gone, left by a run that never tore down."""
+    """Drop pbtest_ clusters and templates whose pytest process is gone, left by a run that never
+    tore down."""
     for info in _clusters():
         name = str(info.get("cluster", ""))
-        if not name.startswith(CLUSTER_PREFIX):
-            continue
-        try:
-            pid = int(name.removeprefix(CLUSTER_PREFIX).split("_", 1)[0])
-        except ValueError:
-            continue
-        try:
-            os.kill(pid, 0)
-            continue  # its run is still going: a concurrent pytest owns it
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # alive, under another user
-        PostgresCluster(name=name, version=str(info["version"])).remove()
+        if _orphaned(name):
+            PostgresCluster(name=name, version=str(info["version"])).remove()
+    for template in Path(tempfile.gettempdir()).glob(f"{CLUSTER_PREFIX}*"):
+        if _orphaned(template.name):
+            shutil.rmtree(template, ignore_errors=True)
+
+
+def initdb_template(directory: Path, version: str) -> Path:
+    """A data directory made in `directory` by initdb, run as pg_createcluster runs it (as the
+    postgres user, with the options PostgresCluster.create passes), for clusters to copy."""
+    owner = pwd.getpwnam("postgres")
+    os.chown(directory, owner.pw_uid, owner.pw_gid)
+    data = directory / "data"
+    initdb = f"/usr/lib/postgresql/{version}/bin/initdb"
+    result = _run_as(
+        owner.pw_uid,
+        owner.pw_gid,
+        initdb,
+        f"--pgdata={data}",
+        "--auth=trust",
+        "--no-sync",
+        "--no-instructions",
+        cwd=str(directory),
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"initdb exited {result.returncode}: {result.stderr.strip()}")
+    return data
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[Path]:
+    """The data directory that the private clusters of this run start as copies of: initdb
+    runs once per run, not once per cluster."""
+    drop_orphaned_clusters()
+    with tempfile.TemporaryDirectory(prefix=f"{CLUSTER_PREFIX}{os.getpid()}_template_") as directory:
+        yield initdb_template(Path(directory), _installed_version())
+
+
+@pytest.fixture(scope="module")
+def module_postgres(postgres_template: Path) -> Iterator[PostgresCluster]:
+    """The cluster that the tests of one module take turns with (see private_postgres), dropped
+    after the module's last test even if tests failed."""
+    with PostgresCluster(template=postgres_template) as cluster:
+        yield cluster
 
 
 @pytest.fixture
-def private_postgres() -> Iterator[PostgresCluster]:
-    """A started PostgreSQL cluster of this test's own, dropped afterwards even if the test fails."""
-    drop_orphaned_clusters()
-    with PostgresCluster() as cluster:
-        yield cluster
+def private_postgres(module_postgres: PostgresCluster) -> Iterator[PostgresCluster]:
+    """A started PostgreSQL cluster of this test's own, which it may stop, pause or remove.
+
+    No other test uses it meanwhile, but the tests of one module take turns with one cluster:
+    making one costs seconds (initdb above all). So each test gets it running and without the
+    databases of the test before (a removed one is made again), and leaves it running."""
+    module_postgres.ensure_started()
+    yield module_postgres
+    if module_postgres.exists():
+        module_postgres.ensure_started()  # continued and started, to drop what the test made
+        module_postgres.drop_created_databases()
 
 
 @pytest.fixture

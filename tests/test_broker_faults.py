@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
@@ -22,7 +21,7 @@ from pulseboard.models import Role
 from pulseboard.settings import Settings
 from pulseboard.subscriptions import hub
 from pulseboard.subscriptions.encoding import cursor
-from tests.live import WS, LiveServer, listening, serve, ws
+from tests.live import WS, LiveServer, http_client, listening, serve, ws
 from tests.services import RedisServer
 
 PROJECT = 'mutation { createProject(input: {name: "Broker"}) { id } }'
@@ -97,7 +96,7 @@ class Ready:
     url: str
 
     async def status(self) -> int:
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with http_client(timeout=10) as http:
             return (await http.get(self.url + "/readyz")).status_code
 
     async def becomes(self, status: int, within: float) -> float:

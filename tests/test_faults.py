@@ -6,14 +6,13 @@ import asyncio
 import dataclasses
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from tortoise import timezone
 
 from pulseboard.models import Role
 from pulseboard.settings import Settings, channel_namespace
 from pulseboard.subscriptions.encoding import EventMessage, cursor, encode
-from tests.live import LiveServer, listening, serve, ws
+from tests.live import LiveServer, http_client, listening, serve, ws
 from tests.services import RedisServer
 
 CREATE_TASK = "mutation($p: ID!, $t: String!) { createTask(input: {projectId: $p, title: $t}) { id } }"
@@ -30,7 +29,7 @@ def broker() -> Iterator[RedisServer]:
 
 
 async def _ready(url: str) -> int:
-    async with httpx.AsyncClient() as http:
+    async with http_client() as http:
         return (await http.get(url + "/readyz")).status_code
 
 

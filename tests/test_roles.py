@@ -19,7 +19,7 @@ from pulseboard.resolvers import users
 from pulseboard.settings import Settings, SettingsError, from_env
 from tests.conftest import BROADCAST_URL, ON_POSTGRES
 from tests.helpers import Api, code, serving
-from tests.live import LiveServer, listening, serve, worker_process, ws
+from tests.live import LiveServer, listening, serve, worker_processes, ws
 
 VIEWER = "{ viewer { id email role } }"
 CREATE_TEAM = "mutation($n: String!) { createTeam(input: {name: $n}) { id } }"
@@ -335,14 +335,13 @@ needs_workers = pytest.mark.skipif(
 
 @pytest.fixture
 def server_workers(server_settings: Settings) -> Iterator[tuple[LiveServer, LiveServer]]:
-    env = {"PULSEBOARD_ROLE_SOURCE": "server"}
-    with worker_process(server_settings, env=env) as one, worker_process(server_settings, env=env) as two:
+    with worker_processes(server_settings, 2, env={"PULSEBOARD_ROLE_SOURCE": "server"}) as (one, two):
         yield one, two
 
 
 @pytest.fixture
 def token_workers(settings: Settings) -> Iterator[tuple[LiveServer, LiveServer]]:
-    with worker_process(settings) as one, worker_process(settings) as two:
+    with worker_processes(settings, 2) as (one, two):
         yield one, two
 
 

@@ -13,7 +13,7 @@ from pulseboard.models import Role
 from pulseboard.settings import Settings
 from pulseboard.subscriptions.encoding import cursor
 from tests.conftest import BROADCAST_URL, ON_POSTGRES
-from tests.live import LiveServer, worker_process, ws
+from tests.live import LiveServer, worker_processes, ws
 
 pytestmark = pytest.mark.skipif(
     not (ON_POSTGRES and BROADCAST_URL.startswith("redis")),
@@ -26,7 +26,7 @@ TASK_EVENTS = "subscription($p: ID!) { taskEvents(projectId: $p) { cursor task {
 
 @pytest.fixture
 def workers(settings: Settings) -> Iterator[tuple[LiveServer, LiveServer]]:
-    with worker_process(settings) as one, worker_process(settings) as two:
+    with worker_processes(settings, 2) as (one, two):
         yield one, two
 
 

@@ -25,7 +25,7 @@ from pulseboard.models import Role
 from pulseboard.settings import Settings, SettingsError, tortoise_config
 from tests.conftest import BROADCAST_URL, ON_POSTGRES
 from tests.helpers import serving
-from tests.live import LiveServer, worker_process, ws
+from tests.live import LiveServer, http_client, worker_process, ws
 
 several_workers = pytest.mark.skipif(
     not (ON_POSTGRES and BROADCAST_URL.startswith("redis")),
@@ -68,7 +68,7 @@ async def served_by_both(server: LiveServer, path: Path, send: int = 200) -> int
     some (at least 10); how many were sent."""
     sent = 0
     while sent < send:
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with http_client(timeout=10) as http:
             response = await http.post(server.url + "/graphql", json={"query": "{ __typename }"})
         assert response.status_code == 200, response.text
         sent += 1
@@ -159,7 +159,7 @@ async def test_metrics_sum_every_worker_in_one_scrape(settings: Settings) -> Non
     with two_workers(settings) as (server, path):
         sent = await served_by_both(server, path)
         token = server.token("ada@example.test", Role.ADMIN)
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with http_client(timeout=10) as http:
             for _ in range(4):  # whichever worker answers, the same totals
                 exposition = (await http.get(server.url + "/metrics")).text
                 assert sum(samples(exposition, "pulseboard_operations_total")) == sent
@@ -168,7 +168,7 @@ async def test_metrics_sum_every_worker_in_one_scrape(settings: Settings) -> Non
         # Live gauges add up the workers' sockets.
         async with ws(server, token), ws(server, token), ws(server, token), ws(server, token):
             await asyncio.sleep(0.2)
-            async with httpx.AsyncClient(timeout=10) as http:
+            async with http_client(timeout=10) as http:
                 exposition = (await http.get(server.url + "/metrics")).text
             assert samples(exposition, "pulseboard_ws_connections") == [4.0]
 
@@ -185,7 +185,7 @@ async def test_a_killed_workers_sockets_leave_the_live_gauges(settings: Settings
             os.kill(victim, signal.SIGKILL)
             deadline = time.monotonic() + 15
             while True:  # the supervisor notices within a few seconds and starts another worker
-                async with httpx.AsyncClient(timeout=10) as http:
+                async with http_client(timeout=10) as http:
                     exposition = (await http.get(server.url + "/metrics")).text
                 left = samples(exposition, "pulseboard_ws_connections")
                 if left != [4.0]:
