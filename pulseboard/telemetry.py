@@ -327,6 +327,10 @@ class OneLineDriverLog(logging.Filter):
 
 
 DRIVER_LOGGERS = ("asyncpg.pool",)
+# Tortoise logs "Tortoise-ORM started, {...object reprs...}" and "Tortoise-ORM shutdown" at INFO
+# each time a command opens or closes its connections (several times per start): noise to an
+# operator. Its warnings and errors still show; at DEBUG, everything does.
+QUIET_AT_INFO = ("tortoise",)
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -337,3 +341,5 @@ def configure_logging(level: str, fmt: str) -> None:
         driver = logging.getLogger(name)
         if not any(isinstance(f, OneLineDriverLog) for f in driver.filters):
             driver.addFilter(OneLineDriverLog())
+    for name in QUIET_AT_INFO:
+        logging.getLogger(name).setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
