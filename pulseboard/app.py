@@ -28,7 +28,6 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -40,7 +39,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.migrations.api import migrate
 
 from pulseboard import graphiql, http, telemetry
-from pulseboard.auth import Verifier
+from pulseboard.auth import Verifier, expired
 from pulseboard.errors import AppError, DatabaseFault, ErrorCode, database_fault
 from pulseboard.limits import BodySizeLimit, ConnectionCounter, LoopLag, Shed
 from pulseboard.persisted import PersistedQueries, PersistedQueryInvalid, PersistedQueryNotFound
@@ -52,7 +51,7 @@ from pulseboard.schema.delivery import Planner
 from pulseboard.schema.errors import log_fault
 from pulseboard.schema.subscription import SOURCES
 from pulseboard.settings import Settings, channel_namespace, from_env, tortoise_config
-from pulseboard.subscriptions import access, hub
+from pulseboard.subscriptions import access, closes, hub
 from pulseboard.subscriptions.access import AccessWatch
 from pulseboard.subscriptions.engine import TRY_AGAIN, Engine
 from pulseboard.subscriptions.protocol import ProtocolHandler
@@ -179,17 +178,20 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def on_ws_connect(self, context: Context) -> UnsetType:  # type: ignore[override]
         """Authenticates a socket from connection_init's `authorization` (or the handshake's
-        Authorization header); a bad token, or too many sockets of one user, closes it with 4403.
-        The socket is closed with 4403 again when the token expires."""
+        Authorization header). A bad token, or too many sockets, closes it with 4403 and a reason
+        that tells a client whether to retry (closes.Reason: "Token expired" when only its exp
+        has passed, else "Invalid token"; "Too many sockets"). The socket is closed with 4403
+        "Token expired" again when the token expires."""
         header = (context.connection_params or {}).get("authorization")
         if header is None and _unavailable(context.auth_error):
             header = context.request.headers.get("authorization")  # the handshake's, read again
         if header is not None:
             if not isinstance(header, str):
-                raise ConnectionRejectionError({"message": "authorization must be a string"})
+                raise closes.Refused(closes.Reason.INVALID_TOKEN)
             claims, error = await self.verifier.claims_from_header(header)
             if error is not None or claims is None:
-                raise ConnectionRejectionError({"message": error.message if error else "Invalid token."})
+                expiry = error is not None and expired(error)
+                raise closes.Refused(closes.Reason.TOKEN_EXPIRED if expiry else closes.Reason.INVALID_TOKEN)
             try:
                 context.viewer, context.auth_error = await self.viewers.get(claims), None
             except Exception as failure:
@@ -202,12 +204,12 @@ class GraphQLApp(GraphQL[Context, None]):
             # counted per client address and closed once idle (ProtocolHandler).
             address = context.request.client.host if context.request.client else ""
             if not self.anonymous.acquire(address):
-                raise ConnectionRejectionError({"message": "Too many connections without a token."})
+                raise closes.Refused(closes.Reason.TOO_MANY_SOCKETS)
             context.anonymous_address = address
             return UNSET
         if not self.connections.acquire(context.viewer.id):
             context.viewer = None
-            raise ConnectionRejectionError({"message": "Too many open connections."})
+            raise closes.Refused(closes.Reason.TOO_MANY_SOCKETS)
         context.counted = True
         if context.expires_at is not None:
             delay = (context.expires_at - dt.datetime.now(dt.UTC)).total_seconds()
@@ -259,7 +261,7 @@ async def _access_changed(handler: ProtocolHandler) -> None:
 
 async def _expire(context: Context) -> None:
     with contextlib.suppress(Exception):  # already closed
-        await context.request.close(code=4403, reason="Token expired")
+        await context.request.close(code=closes.FORBIDDEN, reason=closes.Reason.TOKEN_EXPIRED.value)
 
 
 # A PostgreSQL advisory lock key: held while one process migrates (any number 64 bits hold).

@@ -27,6 +27,9 @@ ALGORITHM = "HS256"
 SUB_MAX = 255
 EMAIL_MAX = 255
 NAME_MAX = 200
+# The message of an expired token's UNAUTHENTICATED. A socket tells it apart from every other bad
+# token (its close reason is "Token expired", not "Invalid token"): a client can refresh it.
+TOKEN_EXPIRED = "Token expired."
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,11 @@ def _issued_at(iat: object) -> dt.datetime | None:
         return dt.datetime.fromtimestamp(int(iat), dt.UTC)
     except (OverflowError, ValueError, OSError):
         raise unauthenticated("Invalid token: bad issue time.") from None
+
+
+def expired(error: AppError) -> bool:
+    """Whether `error` refused a token only because its `exp` has passed."""
+    return error.message == TOKEN_EXPIRED
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -283,7 +291,7 @@ class Verifier:
                 },
             )
         except jwt.ExpiredSignatureError:
-            raise unauthenticated("Token expired.") from None
+            raise unauthenticated(TOKEN_EXPIRED) from None
         except jwt.InvalidIssuerError:
             raise unauthenticated("Invalid token: wrong issuer.") from None
         except jwt.InvalidAudienceError:

@@ -1,4 +1,4 @@
-"""End to end with real GraphQL client libraries against a live server: Apollo Client 4 and urql 5
+"""End to end with real GraphQL client libraries against a live server: Apollo Client 4 and urql 6
 (npm, in Node) and gql 4 (Python). Each runs a paginated query and a mutation over HTTP and a
 taskEvents subscription over graphql-transport-ws that receives the mutation's event; Apollo also
 reads the task back from its normalized cache.
@@ -95,7 +95,7 @@ def _assert_event(event: dict[str, Any], task_id: str, version: int) -> None:
     assert event["cursor"]
 
 
-# Node: Apollo Client 4 and urql 5.
+# Node: Apollo Client 4 and urql 6.
 
 
 async def _run_node(live: LiveServer, script: str) -> tuple[Board, dict[str, Any]]:

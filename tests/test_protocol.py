@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 
@@ -10,6 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from pulseboard.auth import mint_token
 from pulseboard.models import Role
 from pulseboard.settings import Settings
 from pulseboard.subscriptions import topics
@@ -88,29 +90,75 @@ async def test_subscribe_before_ack_closes_4401(live: LiveServer) -> None:
         assert (await client.closed())[0] == 4401
 
 
-@pytest.mark.parametrize("authorization", ["Bearer nonsense", "Basic abc", "", 42])
-async def test_bad_token_closes_4403(live: LiveServer, authorization: object) -> None:
+def _token(secret: str, ttl: dt.timedelta = dt.timedelta(hours=1), **options: str) -> str:
+    return mint_token(secret, sub="x", email="x@example.test", name="x", role=Role.MEMBER, ttl=ttl, **options)
+
+
+async def _refusal(live: LiveServer, authorization: object) -> tuple[int | None, str]:
     async with ws(live) as client:
         await client.send({"type": "connection_init", "payload": {"authorization": authorization}})
-        code, reason = await client.closed()
-        assert code == 4403
-        assert "nonsense" not in reason
+        return await client.closed()
 
 
-async def test_expired_token_closes_4403(live: LiveServer) -> None:
-    from pulseboard.auth import mint_token
+# Every kind of unusable token closes 4403 "Invalid token": a client must not retry with it.
+BAD_TOKENS = {
+    "malformed": lambda secret: "Bearer nonsense",
+    "another scheme": lambda secret: "Basic abc",
+    "empty": lambda secret: "",
+    "not a string": lambda secret: 42,
+    "bad signature": lambda secret: "Bearer " + _token("another-secret-" + "y" * 40),
+    "tampered": lambda secret: "Bearer " + _token(secret)[:-4] + "AAAA",
+    "unexpected audience": lambda secret: "Bearer " + _token(secret, audience="billing"),
+    "expired and badly signed": lambda secret: (
+        "Bearer " + _token("another-secret-" + "y" * 40, ttl=-dt.timedelta(seconds=5))
+    ),
+}
 
-    expired = mint_token(
-        live.settings.jwt_secret,
-        sub="x",
-        email="x@example.test",
-        name="x",
-        role=Role.MEMBER,
-        ttl=-__import__("datetime").timedelta(seconds=5),
-    )
-    async with ws(live) as client:
-        await client.send({"type": "connection_init", "payload": {"authorization": f"Bearer {expired}"}})
-        assert (await client.closed())[0] == 4403
+
+@pytest.mark.parametrize("kind", BAD_TOKENS)
+async def test_bad_token_closes_4403_invalid_token(live: LiveServer, kind: str) -> None:
+    code, reason = await _refusal(live, BAD_TOKENS[kind](live.settings.jwt_secret))
+    assert (code, reason) == (4403, "Invalid token")
+
+
+async def test_expired_token_closes_4403_token_expired(live: LiveServer) -> None:
+    """Told apart from a bad token: the client refreshes its token and reconnects."""
+    expired = _token(live.settings.jwt_secret, ttl=-dt.timedelta(seconds=5))
+    assert await _refusal(live, f"Bearer {expired}") == (4403, "Token expired")
+    async with ws(live) as client:  # the same user with a fresh token is let in
+        await client.init(_token(live.settings.jwt_secret))
+
+
+async def test_token_expiring_on_an_open_socket_closes_4403_token_expired(live: LiveServer) -> None:
+    brief = _token(live.settings.jwt_secret, ttl=dt.timedelta(seconds=2))
+    async with ws(live, brief) as client:
+        assert await client.closed(within=10) == (4403, "Token expired")
+
+
+@pytest.fixture
+async def crowded(settings: Settings) -> AsyncIterator[LiveServer]:
+    crowded = dataclasses.replace(settings, connections_per_user=1, anonymous_connections_per_address=1)
+    async with serve(crowded) as server:
+        yield server
+
+
+async def test_too_many_sockets_of_one_user_close_4403_too_many_sockets(crowded: LiveServer) -> None:
+    token = crowded.token("a@example.test")
+    async with ws(crowded, token):
+        assert await _refusal(crowded, f"Bearer {token}") == (4403, "Too many sockets")
+        async with ws(crowded, crowded.token("b@example.test")):  # another user is let in
+            pass
+    async with ws(crowded, token):  # the closed socket was released
+        pass
+
+
+async def test_too_many_sockets_without_a_token_close_4403_too_many_sockets(crowded: LiveServer) -> None:
+    async with ws(crowded) as first:
+        await first.send({"type": "connection_init", "payload": {}})
+        assert await first.receive() == {"type": "connection_ack"}
+        async with ws(crowded) as second:
+            await second.send({"type": "connection_init", "payload": {}})
+            assert await second.closed() == (4403, "Too many sockets")
 
 
 async def test_legacy_subprotocol_closes_4406(live: LiveServer) -> None:

@@ -21,15 +21,15 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from pulseboard import telemetry
-from pulseboard.subscriptions import streams, topics
+from pulseboard.subscriptions import closes, streams, topics
 from pulseboard.subscriptions.encoding import EventMessage, decode
 from pulseboard.subscriptions.hub import Hub, head
 
 logger = logging.getLogger("pulseboard.access")
 
 ROLE_CHANGED = "ROLE_CHANGED"
-CLOSE_CODE = 4403  # graphql-ws clients retry it: they reconnect and are authorized anew
-CLOSE_REASON = "Access changed"
+CLOSE_CODE = closes.FORBIDDEN  # with this reason clients retry: they reconnect and are authorized anew
+CLOSE_REASON = closes.Reason.ACCESS_CHANGED
 RETRY_SECONDS = 1.0
 
 

@@ -3,7 +3,9 @@
 Strawberry 0.341.2's handler is kept for everything it gets right; each method here mends one
 way that release departs from the protocol: malformed frames close with 4400, a null
 connection_init payload is accepted, and a document that fails to parse or names an unknown
-operation gets an `error` message for that operation instead of closing the socket. Subscriptions
+operation gets an `error` message for that operation instead of closing the socket. A refused
+connection_init closes with 4403 and a reason a client can act on (closes.Reason), not
+"Forbidden". Subscriptions
 go to the delivery engine (`run_operation`)."""
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pulseboard import telemetry
 from pulseboard.errors import AppError
 from pulseboard.persisted import NOT_FOUND, NOT_FOUND_CODE, PersistedQueryInvalid, PersistedQueryNotFound
 from pulseboard.resolvers import idempotency
+from pulseboard.subscriptions import closes
 from pulseboard.subscriptions.cohorts import Retry, Unavailable
 from pulseboard.subscriptions.engine import TRY_AGAIN
 from pulseboard.subscriptions.outbox import Outbox
@@ -99,7 +102,12 @@ class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
         await self.websocket.close(code=code, reason=_reason(reason))
 
     async def handle_connection_init(self, message: Any) -> None:
-        await super().handle_connection_init(message)
+        try:
+            await super().handle_connection_init(message)
+        except closes.Refused as refused:  # raised by the app's on_ws_connect
+            with contextlib.suppress(Exception):  # closed already
+                await self.close(closes.FORBIDDEN, refused.reason)
+            return
         if self.connection_acknowledged and self.context.anonymous_address is not None:
             idle = self.view.settings.anonymous_socket_idle_seconds  # type: ignore[attr-defined]
             self.idle_task = asyncio.create_task(self._close_when_idle(idle))
@@ -110,7 +118,7 @@ class ProtocolHandler(BaseGraphQLTransportWSHandler[Any, None]):
             await asyncio.sleep(seconds)
             if not self.operations:
                 with contextlib.suppress(Exception):  # closed already
-                    await self.close(4403, "Authentication required")
+                    await self.close(closes.FORBIDDEN, closes.Reason.AUTHENTICATION_REQUIRED)
                 return
 
     async def handle_message(self, message: Any) -> None:  # type: ignore[override]

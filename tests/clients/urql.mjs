@@ -1,4 +1,4 @@
-// urql 5 (@urql/core) against a live pulseboard, for tests/test_clients.py: fetchExchange for a
+// urql 6 (@urql/core) against a live pulseboard, for tests/test_clients.py: fetchExchange for a
 // paginated query and a mutation over HTTP, subscriptionExchange over graphql-ws for taskEvents.
 // One line each on stdout:
 //
