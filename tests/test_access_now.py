@@ -105,24 +105,27 @@ async def test_a_removed_member_is_not_notified_of_later_comments_or_completions
         await api.person(),
     )
     project = await project_with(api, alice, admin, bob, carol)
-    work = await task(api, alice, project, "Merger plan", assignee=bob)  # bob is notified
-    assert [n["type"] for n in nodes(await inbox(api, bob))] == ["TASK_ASSIGNED"]
+    # Bob made the task, so he would hear of its comments and completion; removing him does not
+    # change who made it (his assignments, which removal ends, would not test this rule).
+    work = await task(api, bob, project, "Merger plan", assignee=alice)  # alice is notified
+    assert nodes(await inbox(api, bob)) == []
     seen = await Event.filter(topic=f"user:{bob.id}:notifications").count()
 
     await api.ok(alice, REMOVE, p=project, u=bob.id)
     await api.ok(carol, TASK_COMMENT, id=work, b="the secret price is 42")
     await api.ok(carol, COMPLETE, id=work)
 
-    # Bob (still the task's assignee) gets nothing, and the body is nowhere he could reach it.
-    assert await Notification.filter(user_id=int(bob.id)).count() == 1
+    # Bob (still the task's creator) gets nothing, and the body is nowhere he could reach it.
+    assert await Notification.filter(user_id=int(bob.id)).count() == 0
     assert not await Notification.filter(user_id=int(bob.id), body__contains="secret").exists()
     events = await Event.filter(topic=f"user:{bob.id}:notifications").order_by("seq")
     assert len(events) == seen
     assert not any("secret" in str(e.payload) for e in events)
-    # The creator, still a member, is told as before.
+    # The assignee, still a member, is told as before.
     assert [(n["type"], n["body"]) for n in nodes(await inbox(api, alice))] == [
         ("TASK_COMPLETED", ""),
         ("TASK_COMMENTED", "the secret price is 42"),
+        ("TASK_ASSIGNED", ""),
     ]
 
 

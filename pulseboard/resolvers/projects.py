@@ -9,7 +9,7 @@ from tortoise.transactions import in_transaction
 
 from pulseboard.errors import not_found
 from pulseboard.models import Project, ProjectMember, ProjectRole, User
-from pulseboard.resolvers import access
+from pulseboard.resolvers import access, tasks
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.events import Transaction, transaction
 from pulseboard.resolvers.pagination import Page, paginate
@@ -105,7 +105,9 @@ async def set_project_member_role(
 
 async def remove_project_member(ctx: Context, *, project_id: object, user_id: object) -> Project:
     """Owners and admins remove anyone; every member may remove themselves (leave). The last
-    owner stays. Ends the user's access at once: their live task streams of the project stop too."""
+    owner stays. Ends the user's access at once: their live task streams of the project stop too.
+    Only members may be assignees, so their tasks there are unassigned in the same transaction
+    (an ASSIGNED event each, before MEMBER_REMOVED: a board kept from events stays right)."""
     viewer = ctx.require_viewer()
     async with transaction(viewer.id) as tx:
         project = await access.project_for(viewer, project_id)
@@ -116,5 +118,6 @@ async def remove_project_member(ctx: Context, *, project_id: object, user_id: ob
         if member.role == ProjectRole.OWNER:
             await access.keep_an_owner(project.id, member.user_id, tx.conn)
         await ProjectMember.filter(id=member.id).using_db(tx.conn).delete()
+        await tasks.unassign_member(tx, project.id, member.user_id)
         tx.emit(topics.project(project.id), MEMBER_REMOVED, {"userId": member.user_id})
     return project

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from tortoise import timezone
 from tortoise.expressions import F
+from tortoise.queryset import QuerySet
 
-from pulseboard.errors import AppError, bad_input, conflict
+from pulseboard.errors import AppError, bad_input, conflict, not_found
 from pulseboard.models import NotificationType, Project, Task, TaskComment, TaskPriority, TaskStatus
 from pulseboard.resolvers import access, notifications
 from pulseboard.resolvers.context import Context
@@ -107,7 +109,9 @@ async def _writable(ctx: Context, tx: Transaction, task_id: object, expected_ver
     """The task, locked for change, after the access and version checks."""
     found = await access.task_for(ctx.require_viewer(), task_id)
     await _lock_board(tx, found.project_id)
-    current = await Task.filter(id=found.id).using_db(tx.conn).get()
+    current = await Task.filter(id=found.id).using_db(tx.conn).get_or_none()
+    if current is None:  # deleted while we waited for the lock
+        raise not_found("Task", task_id)
     if expected_version is not None and current.version != expected_version:
         raise conflict("Task", task_id, current.version)
     return current
@@ -131,16 +135,44 @@ def _emit(tx: Transaction, type: str, task: Task, changes: list[dict[str, Any]],
     tx.emit(topics.project(task.project_id), type, payload)
 
 
+def _changed(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Only the entries whose value did change."""
+    return [c for c in changes if c["from"] != c["to"]]
+
+
 async def _column_size(tx: Transaction, project_id: int, status: TaskStatus) -> int:
     return await Task.filter(project_id=project_id, status=status).using_db(tx.conn).count()
 
 
-async def _close_gap(tx: Transaction, task: Task) -> None:
-    await (
-        Task.filter(project_id=task.project_id, status=task.status, position__gt=task.position)
-        .using_db(tx.conn)
-        .update(position=F("position") - 1)
-    )
+@dataclass
+class _Shifts:
+    """The other tasks a change slides along their columns, for its event's `displaced`: where
+    each was before the change and where it is now. A task shifted down then up again (a move
+    within its column) ends where it was, and is not displaced."""
+
+    before: dict[int, tuple[TaskStatus, int]] = field(default_factory=dict)
+    now: dict[int, tuple[TaskStatus, int]] = field(default_factory=dict)
+
+    async def slide(self, tx: Transaction, column: QuerySet[Task], status: TaskStatus, by: int) -> None:
+        """Shifts the tasks of `column` (a query of one status column) by `by` places. Read and
+        changed under the board lock, so the rows read are exactly the rows shifted."""
+        rows = await column.using_db(tx.conn).values_list("id", "position")
+        if not rows:
+            return
+        await column.using_db(tx.conn).update(position=F("position") + by)
+        for task_id, position in rows:
+            self.before.setdefault(task_id, (status, position))
+            self.now[task_id] = (status, position + by)
+
+    def displaced(self) -> list[dict[str, int]]:
+        """Compact rows (ints only: events are logged and published), in board order."""
+        moved = sorted((s, p, i) for i, (s, p) in self.now.items() if self.before[i] != (s, p))
+        return [{"id": i, "status": int(s), "position": p} for s, p, i in moved]
+
+
+async def _close_gap(tx: Transaction, task: Task, shifts: _Shifts) -> None:
+    below = Task.filter(project_id=task.project_id, status=task.status, position__gt=task.position)
+    await shifts.slide(tx, below, task.status, -1)
 
 
 async def create_task(
@@ -159,10 +191,12 @@ async def create_task(
     title = text("title", title)
     description = text("description", description or "", max_length=BODY_MAX, required=False, multiline=True)
     due_at = in_utc("dueAt", due_at)
-    assignee = await _check_assignee(project.id, assignee_id)
     status = status or TaskStatus.TODO
     async with transaction(viewer.id) as tx:
         await _lock_board(tx, project.id)
+        # Checked under the lock, as removing a member unassigns them under it: none can be left
+        # the assignee of a task made while they were being removed.
+        assignee = await _check_assignee(project.id, assignee_id)
         created = await Task.create(
             project_id=project.id,
             title=title,
@@ -232,16 +266,25 @@ async def move_task(
         raise bad_input("position", "position must not be negative.")
     async with transaction(ctx.require_viewer().id) as tx:
         current = await _writable(ctx, tx, task_id, expected_version)
-        await _close_gap(tx, current)
+        shifts = _Shifts()
+        await _close_gap(tx, current, shifts)
         others = Task.filter(project_id=current.project_id, status=status).exclude(id=current.id)
         target = min(position, await others.using_db(tx.conn).count())
-        await others.filter(position__gte=target).using_db(tx.conn).update(position=F("position") + 1)
+        await shifts.slide(tx, others.filter(position__gte=target), status, +1)
         values: dict[str, Any] = {"status": status, "position": target}
         if status != current.status:
             values["completed_at"] = timezone.now() if status == TaskStatus.DONE else None
+        if current.status == TaskStatus.DONE and status != TaskStatus.DONE:
+            values["progress"] = 0  # reopened: the work starts again
+        elif status == TaskStatus.DONE and current.status != TaskStatus.DONE:
+            values["progress"] = 100  # done by a move, as by completeTask
         moved = await _apply(tx, current, **values)
-        changes = [change("status", current.status, status), change("position", current.position, target)]
-        _emit(tx, "MOVED", moved, [c for c in changes if c["from"] != c["to"]])
+        changes = [
+            change("status", current.status, status),
+            change("position", current.position, target),
+            change("progress", current.progress, moved.progress),
+        ]
+        _emit(tx, "MOVED", moved, _changed(changes), displaced=shifts.displaced())
         if status == TaskStatus.DONE and current.status != TaskStatus.DONE:
             await _notify_completed(tx, moved)
     return moved
@@ -267,7 +310,8 @@ async def complete_task(ctx: Context, *, task_id: object, expected_version: int 
         current = await _writable(ctx, tx, task_id, expected_version)
         if current.status == TaskStatus.DONE:
             return current
-        await _close_gap(tx, current)
+        shifts = _Shifts()
+        await _close_gap(tx, current, shifts)
         completed = await _apply(
             tx,
             current,
@@ -278,9 +322,10 @@ async def complete_task(ctx: Context, *, task_id: object, expected_version: int 
         )
         changes = [
             change("status", current.status, TaskStatus.DONE),
+            change("position", current.position, completed.position),
             change("progress", current.progress, 100),
         ]
-        _emit(tx, "COMPLETED", completed, [c for c in changes if c["from"] != c["to"]])
+        _emit(tx, "COMPLETED", completed, _changed(changes), displaced=shifts.displaced())
         await _notify_completed(tx, completed)
     return completed
 
@@ -291,9 +336,26 @@ async def delete_task(ctx: Context, *, task_id: object, expected_version: int | 
         deleted = await Task.filter(id=current.id, version=current.version).using_db(tx.conn).delete()
         if deleted == 0:
             raise conflict("Task", task_id, current.version)
-        await _close_gap(tx, current)
-        _emit(tx, "DELETED", current, [])
+        shifts = _Shifts()
+        await _close_gap(tx, current, shifts)
+        _emit(tx, "DELETED", current, [], displaced=shifts.displaced())
     return current
+
+
+async def unassign_member(tx: Transaction, project_id: int, user_id: int) -> list[Task]:
+    """Leaves none of the project's tasks assigned to `user_id` (who is leaving it), each with a
+    new version and its ASSIGNED event, inside the caller's transaction. The board is locked
+    first, so no task can be assigned to them meanwhile."""
+    await _lock_board(tx, project_id)
+    theirs = await (
+        Task.filter(project_id=project_id, assignee_id=user_id).using_db(tx.conn).order_by(*BOARD_ORDER)
+    )
+    unassigned = []
+    for current in theirs:
+        updated = await _apply(tx, current, assignee_id=None)
+        _emit(tx, "ASSIGNED", updated, [change("assigneeId", current.assignee_id, None)])
+        unassigned.append(updated)
+    return unassigned
 
 
 async def add_comment(ctx: Context, *, task_id: object, body: str) -> TaskComment:

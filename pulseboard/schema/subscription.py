@@ -12,13 +12,25 @@ import strawberry
 
 from pulseboard.models import Notification as NotificationRow
 from pulseboard.models import Task as TaskRow
+from pulseboard.models import TaskComment as TaskCommentRow
+from pulseboard.models import TaskStatus
 from pulseboard.models import Ticket as TicketRow
 from pulseboard.resolvers import live
 from pulseboard.resolvers.events import restore
 from pulseboard.resolvers.loaders import Loaders
 from pulseboard.resolvers.metrics import QueueMetrics
 from pulseboard.schema.delivery import Source
-from pulseboard.schema.types import Ctx, Notification, QueueMetricsType, Task, Ticket, User, queue_metrics
+from pulseboard.schema.types import (
+    Ctx,
+    Notification,
+    QueueMetricsType,
+    Task,
+    TaskComment,
+    TaskPosition,
+    Ticket,
+    User,
+    queue_metrics,
+)
 from pulseboard.subscriptions.encoding import EventMessage, cursor
 from pulseboard.subscriptions.metrics import Watcher
 
@@ -61,6 +73,14 @@ class TaskEvent:
     task: Task = strawberry.field(description="The task as it was right after this change.")
     changes: list[FieldChange]
     occurred_at: dt.datetime
+    displaced: list[TaskPosition] = strawberry.field(
+        description="Every other task whose status column or position this change shifted, with "
+        "where it is now (empty when none moved). Apply these and the event's own task, and a "
+        "board stays exactly right."
+    )
+    comment: TaskComment | None = strawberry.field(
+        description="The comment, on COMMENTED events (null on the others)."
+    )
     actor_id: strawberry.Private[int | None]
 
     @strawberry.field
@@ -104,13 +124,24 @@ def _changes(message: EventMessage) -> list[FieldChange]:
     return [FieldChange(field=c["field"], from_=c["from"], to=c["to"]) for c in message.payload["changes"]]
 
 
+def _displaced(message: EventMessage) -> list[TaskPosition]:
+    # Events logged before boards carried their shifts have no `displaced`: none is known.
+    return [
+        TaskPosition(id=strawberry.ID(str(d["id"])), status=TaskStatus(d["status"]), position=d["position"])
+        for d in message.payload.get("displaced", ())
+    ]
+
+
 def _task_event(message: EventMessage) -> TaskEvent:
+    comment = message.payload.get("comment")
     return TaskEvent(
         cursor=cursor(message.topic, message.seq),
         type=TaskEventType(message.type),
         task=restore(TaskRow, message.payload["task"]),  # type: ignore[arg-type]
         changes=_changes(message),
         occurred_at=message.created_at,
+        displaced=_displaced(message),
+        comment=None if comment is None else restore(TaskCommentRow, comment),  # type: ignore[arg-type]
         actor_id=message.actor_id,
     )
 

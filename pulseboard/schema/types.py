@@ -228,6 +228,16 @@ class TaskComment(_Comment):
     pass
 
 
+@strawberry.type(
+    name="TaskPosition",
+    description="Where a task is on its board: its column and its 0-based index within the column.",
+)
+class TaskPosition:
+    id: strawberry.ID = strawberry.field(description="The task's id, the same global id as Task.id.")
+    status: TaskStatus
+    position: int
+
+
 @strawberry.type(name="Queue")
 class Queue:
     id: strawberry.ID
