@@ -127,6 +127,20 @@ def _token(settings: Settings, demo: DemoUser, days: float) -> str:
     )
 
 
+def _days(value: str) -> float:
+    """`--days`: a token that lives 0 days (or fewer) would be expired already. Refused as a usage
+    error (exit status 2, with the usage line), before any setting is read."""
+    try:
+        days = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {value!r}") from None
+    if not (math.isfinite(days) and days > 0):
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0, not {value} (the token would be expired already)"
+        )
+    return days
+
+
 def _dev(settings: Settings) -> None:
     created = asyncio.run(_seed(settings))
     url = f"http://{settings.host}:{settings.port}/graphql"
@@ -153,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--email", required=True)
     token.add_argument("--name")
     token.add_argument("--role", choices=[r.value for r in Role], default=Role.MEMBER.value)
-    token.add_argument("--days", type=float, help=f"default {DEV_TOKEN_DAYS:g} (or the maximum lifetime)")
+    token.add_argument("--days", type=_days, help=f"default {DEV_TOKEN_DAYS:g} (or the maximum lifetime)")
     role = commands.add_parser(
         "role", help="set a user's role (PULSEBOARD_ROLE_SOURCE=server); their live sessions re-authorize"
     )

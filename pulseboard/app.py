@@ -83,7 +83,7 @@ class GraphQLApp(GraphQL[Context, None]):
             subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
             connection_init_wait_timeout=dt.timedelta(seconds=settings.connection_init_timeout_seconds),
             max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
-            allowed_origins=settings.allowed_origins,
+            allowed_origins=settings.origins,  # the same list as CORS's (create_app)
         )
         self.settings = settings
         self.verifier = Verifier.from_settings(settings)
@@ -159,10 +159,47 @@ class GraphQLApp(GraphQL[Context, None]):
         return super().should_render_graphql_ide(request) and "extensions" not in request.query_params
 
     async def parse_http_body(self, request: Any) -> Any:
+        if (body := await http.batch_body(request)) is not None:
+            # A batch is refused whole (400) before any of it runs: too many operations, one that
+            # is not an operation, or a persisted query unknown.
+            batch = http.batch_requests(
+                self.parse_json(body), max_size=self.settings.max_batch_size, headers=request.headers
+            )
+            for item in batch:
+                item.query = self.persist(item.query, item.extensions, item.operation_name, item.variables)
+            return batch
         data = await super().parse_http_body(request)
         if isinstance(data, GraphQLRequestData):
             data.query = self.persist(data.query, data.extensions, data.operation_name, data.variables)
         return data
+
+    async def execute_operation(  # type: ignore[override]
+        self,
+        request: Request,
+        request_adapter: Any,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: Context,
+        root_value: None,
+        sub_response: Any,
+    ) -> Any:
+        """A batch runs one operation after another, in order (Strawberry's would run them at
+        once): a batch of mutations is applied in turn. Each is a request of its own to the
+        limits (rate, cost) and the loaders; one the server refuses is that operation's error."""
+        if not isinstance(request_data, list):
+            return await super().execute_operation(
+                request, request_adapter, request_data, context, root_value, sub_response
+            )
+        request.state.batch = http.Batch(size=len(request_data))
+        results: list[ExecutionResult] = []
+        for item in request_data:
+            try:
+                result = await self.execute_single(
+                    request, request_adapter, sub_response, http.operation_context(context), root_value, item
+                )
+            except HTTPException as error:  # no query, an unknown operationName
+                result = http.refused(error.reason)
+            results.append(result)
+        return results
 
     def persist(self, query: str | None, extensions: Any, operation_name: Any, variables: Any) -> str | None:
         """The document a request runs, registering a persisted query only once it would run."""
@@ -416,7 +453,7 @@ def create_app(settings: Settings) -> Starlette:
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
             Middleware(
                 CORSMiddleware,
-                allow_origins=list(settings.cors_origins),
+                allow_origins=list(settings.origins),  # those that may open sockets too
                 allow_methods=["GET", "POST"],
                 allow_headers=["authorization", "content-type", "idempotency-key"],
                 max_age=600,

@@ -61,12 +61,17 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    # Browser origins (scheme://host[:port], or "*") that may call the HTTP API (CORS) and open
+    # WebSockets (others' handshakes are refused with 403). Requests without an Origin header
+    # (not a browser) and same-origin ones need no entry. See `origins`.
     allowed_origins: tuple[str, ...] = ()
     metrics_interval_seconds: float = 30.0
     connection_init_timeout_seconds: float = 10.0
     max_subscriptions_per_connection: int = 100
     ws_per_message_deflate: bool = False
     max_body_bytes: int = 1024 * 1024
+    # Operations one HTTP request may carry as a JSON array (a batch); 0 turns batching off.
+    max_batch_size: int = 10
     max_ws_message_bytes: int = 256 * 1024
     mutations_per_second: float = 20.0
     mutation_burst: int = 40
@@ -82,6 +87,8 @@ class Settings:
     # stay open without an operation running before it is closed.
     anonymous_connections_per_address: int = 20
     anonymous_socket_idle_seconds: float = 10.0
+    # Deprecated: PULSEBOARD_CORS_ORIGINS, from when HTTP had a list of its own. Used (for HTTP
+    # and WebSockets alike) only while PULSEBOARD_ALLOWED_ORIGINS is unset; from_env warns.
     cors_origins: tuple[str, ...] = ()
     shutdown_timeout_seconds: float = 10.0
     # Frames a socket's outbox holds before that subscriber catches up from the log instead.
@@ -117,6 +124,12 @@ class Settings:
     def production(self) -> bool:
         return self.env == "production"
 
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """The browser origins allowed over HTTP (CORS) and WebSockets alike, as browsers send
+        them in `Origin` (lowercase, without a default port), so that both checks agree."""
+        return tuple(_origin(value) for value in self.allowed_origins or self.cors_origins)
+
     def check(self) -> Settings:
         """Refuse settings that cannot work; return self so it chains."""
         if self.env not in ("development", "production"):
@@ -131,6 +144,9 @@ class Settings:
                 f"PULSEBOARD_JWT_SECRET must be set to a random value of at least {MIN_SECRET_LENGTH}"
                 " characters in production"
             )
+        source = "PULSEBOARD_ALLOWED_ORIGINS" if self.allowed_origins else "PULSEBOARD_CORS_ORIGINS"
+        for value in self.allowed_origins or self.cors_origins:
+            _origin(value, source)  # SettingsError for an entry that is not an origin
         if self.role_source not in ROLE_SOURCES:
             raise SettingsError(f"PULSEBOARD_ROLE_SOURCE must be token or server, not {self.role_source!r}")
         if self.log_format not in ("text", "json"):
@@ -148,6 +164,8 @@ class Settings:
             )
         if self.workers < 1:
             raise SettingsError("PULSEBOARD_WORKERS must be at least 1")
+        if self.max_batch_size < 0:
+            raise SettingsError("PULSEBOARD_MAX_BATCH_SIZE must be 0 (no batching) or more")
         if self.workers > 1 and self.database_url.startswith("sqlite"):
             raise SettingsError(
                 "--workers > 1 needs a server database: SQLite cannot be shared by several"
@@ -195,6 +213,70 @@ def _loopback(host: str) -> bool:
         return False
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(value: str, source: str = "PULSEBOARD_ALLOWED_ORIGINS") -> str:
+    """`value` as a browser sends it in `Origin`: scheme://host[:port], lowercase, without a
+    default port or a trailing slash; "*" (any origin) as it is."""
+    if value == "*":
+        return value
+    try:
+        url = urlsplit(value)
+        port = url.port
+    except ValueError:
+        url, port = None, None
+    if (
+        url is None
+        or url.scheme.lower() not in _DEFAULT_PORTS
+        or not url.hostname
+        or url.path not in ("", "/")
+        or url.query
+        or url.fragment
+        or url.username is not None
+    ):
+        raise SettingsError(
+            f"{source}: {value!r} is not an origin (https://host or"
+            " https://host:port, without a path; or * for any)"
+        )
+    scheme = url.scheme.lower()
+    host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+    return f"{scheme}://{host}" if port in (None, _DEFAULT_PORTS[scheme]) else f"{scheme}://{host}:{port}"
+
+
+# Variables that were renamed: the old name is still read when the new one is unset, with one
+# warning per process (every worker reads the environment; a warning per read would repeat).
+RENAMED = {"PULSEBOARD_CORS_ORIGINS": "PULSEBOARD_ALLOWED_ORIGINS"}
+_warned: set[str] = set()
+
+
+def _warn_once(name: str, message: str, *args: object) -> None:
+    if name not in _warned:
+        _warned.add(name)
+        logger.warning(message, *args)
+
+
+def _renamed(env: Mapping[str, str], values: dict[str, Any]) -> None:
+    """Old names of renamed variables: used while the new one is unset, ignored once it is set;
+    either way a WARNING naming the new variable."""
+    for old, new in RENAMED.items():
+        if old not in env:
+            continue
+        if new in env:
+            values.pop(old.removeprefix("PULSEBOARD_").lower(), None)
+            _warn_once(
+                old,
+                "%s is ignored: %s is set, and applies to HTTP and WebSockets alike; remove %s",
+                old,
+                new,
+                old,
+            )
+        else:
+            _warn_once(
+                old, "%s is deprecated: set %s instead (its origins now apply to WebSockets too)", old, new
+            )
+
+
 def _bool(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
@@ -234,6 +316,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
                 values[item.name] = _PARSERS[str(item.type)](raw)
             except ValueError:
                 raise SettingsError(f"PULSEBOARD_{item.name.upper()}: cannot read {raw!r}") from None
+    _renamed(env, values)
     mode = values.get("env", Settings.env)
     if not values.get("jwt_secret") and mode == "development":
         values["jwt_secret"] = _dev_secret(DEV_SECRET_FILE)

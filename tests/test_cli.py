@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import jwt
+import pytest
 
 from pulseboard.schema import schema
 from tests.helpers import run_cli
@@ -25,6 +26,32 @@ def test_token_mints_a_verifiable_dev_token(tmp_path: Path) -> None:
         "kim@example.test",
         "AGENT",
     )
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "-0.5", "nan", "inf"])
+def test_token_refuses_days_that_are_not_a_positive_lifetime(tmp_path: Path, days: str) -> None:
+    result = run_cli("token", "--email", "kim@example.test", f"--days={days}", cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    assert "argument --days: must be more than 0" in result.stderr
+    assert result.stderr.startswith("usage: pulseboard token")
+    assert list(tmp_path.iterdir()) == []  # refused before any setting was read (no secret made)
+
+
+def test_token_refuses_days_that_are_not_a_number(tmp_path: Path) -> None:
+    result = run_cli("token", "--email", "kim@example.test", "--days", "a week", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "argument --days: not a number of days: 'a week'" in result.stderr
+
+
+def test_token_lives_the_days_asked(tmp_path: Path) -> None:
+    secret = "s" * 40
+    result = run_cli(
+        "token", "--email", "kim@example.test", "--days", "0.5", cwd=tmp_path, PULSEBOARD_JWT_SECRET=secret
+    )
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 12 * 3600
 
 
 def test_development_secret_is_generated_once_and_kept(tmp_path: Path) -> None:

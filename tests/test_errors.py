@@ -11,6 +11,7 @@ import pytest
 from pulseboard.resolvers import projects
 from pulseboard.settings import Settings, SettingsError, from_env
 from tests.helpers import Api, code, serving
+from tests.live import LiveServer, ws
 
 GOOD_SECRET = "s" * 48
 
@@ -98,6 +99,58 @@ async def test_query_over_a_limit_is_refused(
         assert words in error["message"]
         assert (await api.post(member, query))["data"] is None  # refused every time, not just once
         await still_answers(api)
+
+
+# A document of several operations runs the one operationName names; without it, none.
+SEVERAL = (
+    'mutation Make { createProject(input: {name: "made"}) { id } } query Look { projects { totalCount } }'
+)
+
+
+@pytest.mark.parametrize(
+    ("accept", "status"), [("application/graphql-response+json", 400), ("application/json", 200)]
+)
+async def test_several_operations_without_operation_name_run_none(api: Api, accept: str, status: int) -> None:
+    member = await api.person()
+    headers = {"authorization": f"Bearer {member.token}", "accept": accept}
+    response = await api.http.post("/graphql", json={"query": SEVERAL}, headers=headers)
+    assert response.status_code == status
+    body = response.json()
+    assert body.get("data") is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["GRAPHQL_VALIDATION_FAILED"]
+    assert "operationName" in body["errors"][0]["message"]
+    named = await api.http.post("/graphql", json={"query": SEVERAL, "operationName": "Look"}, headers=headers)
+    assert named.json() == {"data": {"projects": {"totalCount": 0}}}  # the mutation never ran
+
+
+async def test_several_operations_without_operation_name_over_get(api: Api) -> None:
+    query = "query A { viewer { id } } query B { viewer { name } }"
+    response = await api.http.get(
+        "/graphql", params={"query": query}, headers={"accept": "application/graphql-response+json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        SEVERAL,
+        "subscription A { notifications { type } } subscription B { notifications { cursor } }",
+    ],
+    ids=["mutation-and-query", "subscriptions"],
+)
+async def test_several_operations_without_operation_name_over_the_socket(
+    live: LiveServer, query: str
+) -> None:
+    token = live.token("a@example.test")
+    async with ws(live, token) as client:
+        await client.subscribe("1", query)
+        message = await client.receive()
+        assert message["type"] == "error" and message["id"] == "1", message
+        assert [e["extensions"]["code"] for e in message["payload"]] == ["GRAPHQL_VALIDATION_FAILED"]
+        await client.subscribe("2", "{ projects { totalCount } }")
+        assert await client.next("2") == {"projects": {"totalCount": 0}}  # nothing ran; still open
 
 
 # --- unexpected exceptions --------------------------------------------------------------------

@@ -147,3 +147,25 @@ async def test_cross_site_form_posts_cannot_mutate(api: Api, content_type: str) 
     )
     assert response.status_code in (400, 415)
     assert "data" not in response.json()
+
+
+CREATE_PROJECT = "mutation($n: String!) { createProject(input: {name: $n}) { id name } }"
+COUNT = "{ projects { totalCount } }"
+
+
+async def test_a_batch_is_one_array_of_the_negotiated_media_type(live: LiveServer) -> None:
+    """A batch (tests/test_batching.py) over a real socket: 200 with an answer per operation, in
+    order, also where one of them alone would be a 400 under application/graphql-response+json."""
+    token = live.token("ada@example.test")
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.post(
+            live.url + "/graphql",
+            json=[{"query": CREATE_PROJECT, "variables": {"n": "Board"}}, {"query": "{"}, {"query": COUNT}],
+            headers={"authorization": f"Bearer {token}", "accept": GRAPHQL_RESPONSE},
+        )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE)
+    made, refused, counted = response.json()
+    assert list(made["data"]) == ["createProject"]
+    assert "data" not in refused and refused["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    assert counted == {"data": {"projects": {"totalCount": 1}}}

@@ -1,12 +1,16 @@
-"""Keyset pagination of connections (tasks and projects): first/after, cursors and their errors."""
+"""Keyset pagination of connections: first/after and last/before, cursors and their errors."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+from dataclasses import dataclass
 
 import pytest
 
-from tests.helpers import Api, Person, code, count_queries
+from pulseboard.models import Role
+from pulseboard.settings import Settings
+from tests.helpers import Api, Person, code, count_queries, serving
 
 CREATE_PROJECT = "mutation($name: String!) { createProject(input: {name: $name}) { id } }"
 CREATE_TASK = """
@@ -208,3 +212,261 @@ async def test_a_board_page_is_two_statements(api: Api) -> None:
     assert len(statements) == 2, statements
     assert code(await api.error(outsider, BOARD, p=project_id)) == "NOT_FOUND"
     assert code(await api.error(alice, BOARD, p="424242")) == "NOT_FOUND"
+
+
+# --- backward: last and before ----------------------------------------------------------------
+
+ARGS = "first: $first, after: $after, last: $last, before: $before"
+VARIABLES = "$first: Int, $after: String, $last: Int, $before: String"
+CONNECTION = f"totalCount edges {{ cursor node {{ id }} }} {PAGE_INFO}"
+BOTH_WAYS = {
+    "tasks": f"query($p: ID!, {VARIABLES}) {{ tasks(projectId: $p, {ARGS}) {{ {CONNECTION} }} }}",
+    "projects": f"query({VARIABLES}) {{ projects({ARGS}) {{ {CONNECTION} }} }}",
+    "tickets": f"query($q: ID, {VARIABLES}) {{ tickets(queueId: $q, {ARGS}) {{ {CONNECTION} }} }}",
+    "notifications": f"query({VARIABLES}) {{ notifications({ARGS}) {{ {CONNECTION} }} }}",
+    "comments": f"query($t: ID!, {VARIABLES}) {{ ticket(id: $t) {{ comments({ARGS}) {{ {CONNECTION} }} }} }}",
+    "taskComments": f"query($t: ID!, {VARIABLES}) {{ task(id: $t) {{ comments({ARGS}) {{ {CONNECTION} }} }} }}",  # noqa: E501
+    "queues": f"query({VARIABLES}) {{ queues({ARGS}) {{ {CONNECTION} }} }}",
+}
+ADMIN_SETUP = """
+mutation($n: String!) { createTeam(input: {name: $n}) { id } }
+"""
+CREATE_QUEUE = """
+mutation($t: ID!) {
+  createQueue(input: {teamId: $t, name: "Desk", slaFirstResponseMinutes: 60, slaResolutionMinutes: 600}) {
+    id
+  }
+}
+"""
+CREATE_TICKET = "mutation($q: ID!, $t: String!) { createTicket(input: {queueId: $q, title: $t}) { id } }"
+COMMENT = "mutation($id: ID!, $b: String!) { addTicketComment(ticketId: $id, body: $b) { id } }"
+TASK_COMMENT = "mutation($id: ID!, $b: String!) { addTaskComment(taskId: $id, body: $b) { id } }"
+ADD_MEMBER = "mutation($p: ID!, $u: ID!) { addProjectMember(projectId: $p, userId: $u) { id } }"
+ASSIGN = "mutation($id: ID!, $u: ID) { assignTask(id: $id, assigneeId: $u) { id } }"
+
+
+def connection_of(data: dict, root: str) -> dict:
+    if root == "comments":
+        return data["ticket"]["comments"]  # type: ignore[no-any-return]
+    if root == "taskComments":
+        return data["task"]["comments"]  # type: ignore[no-any-return]
+    return data[root]  # type: ignore[no-any-return]
+
+
+@dataclass
+class Listing:
+    """A connection with `count` items, as its viewer reads it forward."""
+
+    root: str
+    who: Person
+    variables: dict[str, object]
+    forward: list[str]
+
+    async def page(self, api: Api, **arguments: object) -> dict:
+        data = await api.ok(self.who, BOTH_WAYS[self.root], **self.variables, **arguments)
+        return connection_of(data, self.root)
+
+    async def error(self, api: Api, **arguments: object) -> dict:
+        return await api.error(self.who, BOTH_WAYS[self.root], **self.variables, **arguments)
+
+
+async def listing(api: Api, root: str, count: int) -> Listing:
+    """`count` items of the connection `root`, made through the API."""
+    admin, alice = await api.person(Role.ADMIN), await api.person()
+    if root == "tasks":
+        project_id, ordered = await board_with_tasks(api, alice, count)
+        return Listing(root, alice, {"p": project_id}, ordered)
+    if root == "projects":
+        ids = [
+            (await api.ok(alice, CREATE_PROJECT, name=f"P{i}"))["createProject"]["id"] for i in range(count)
+        ]
+        return Listing(root, alice, {}, ids)
+    if root == "taskComments":
+        project_id = (await api.ok(alice, CREATE_PROJECT, name="Board"))["createProject"]["id"]
+        task_id = (await api.ok(alice, CREATE_TASK, p=project_id, title="Talk"))["createTask"]["id"]
+        ids = [
+            (await api.ok(alice, TASK_COMMENT, id=task_id, b=f"C{i}"))["addTaskComment"]["id"]
+            for i in range(count)
+        ]
+        return Listing(root, alice, {"t": task_id}, ids)
+    if root == "queues":
+        team = (await api.ok(admin, ADMIN_SETUP, n="Support"))["createTeam"]["id"]
+        ids = [(await api.ok(admin, CREATE_QUEUE, t=team))["createQueue"]["id"] for _ in range(count)]
+        return Listing(root, admin, {}, ids)
+    if root == "notifications":
+        project_id = (await api.ok(admin, CREATE_PROJECT, name="Board"))["createProject"]["id"]
+        await api.ok(admin, ADD_MEMBER, p=project_id, u=alice.id)
+        for i in range(count):
+            task_id = (await api.ok(admin, CREATE_TASK, p=project_id, title=f"T{i}"))["createTask"]["id"]
+            await api.ok(admin, ASSIGN, id=task_id, u=alice.id)
+        forward = (await api.ok(alice, BOTH_WAYS[root], first=100))["notifications"]["edges"]
+        assert len(forward) == count
+        return Listing(root, alice, {}, [edge["node"]["id"] for edge in forward])
+    team = (await api.ok(admin, ADMIN_SETUP, n="Support"))["createTeam"]["id"]
+    queue = (await api.ok(admin, CREATE_QUEUE, t=team))["createQueue"]["id"]
+    if root == "tickets":
+        ids = [
+            (await api.ok(alice, CREATE_TICKET, q=queue, t=f"T{i}"))["createTicket"]["id"]
+            for i in range(count)
+        ]
+        return Listing(root, alice, {"q": queue}, ids[::-1])  # newest first
+    ticket = (await api.ok(alice, CREATE_TICKET, q=queue, t="Talk"))["createTicket"]["id"]
+    ids = [
+        (await api.ok(alice, COMMENT, id=ticket, b=f"C{i}"))["addTicketComment"]["id"] for i in range(count)
+    ]
+    return Listing(root, alice, {"t": ticket}, ids)
+
+
+async def walk_back(api: Api, listed: Listing, last: int) -> list[str]:
+    """Every id of the connection, from its end to its start, checking pageInfo along the way;
+    each page is in forward order."""
+    seen: list[str] = []
+    before = None
+    while True:
+        page = await listed.page(api, last=last, before=before)
+        ids = [edge["node"]["id"] for edge in page["edges"]]
+        assert len(ids) <= last
+        assert page["totalCount"] == len(listed.forward)
+        info = page["pageInfo"]
+        assert info["hasNextPage"] is (before is not None)
+        assert info["startCursor"] == (page["edges"][0]["cursor"] if ids else None)
+        assert info["endCursor"] == (page["edges"][-1]["cursor"] if ids else None)
+        seen = ids + seen
+        if not info["hasPreviousPage"]:
+            return seen
+        assert len(ids) == last
+        before = info["startCursor"]
+
+
+ROOTS = list(BOTH_WAYS)
+
+
+@pytest.mark.parametrize("root", ROOTS)
+async def test_walking_backward_visits_each_once_in_forward_order(api: Api, root: str) -> None:
+    listed = await listing(api, root, 7)
+    for last in (1, 3, 7, 100):
+        assert await walk_back(api, listed, last) == listed.forward, last
+
+
+@pytest.mark.parametrize("root", ROOTS)
+async def test_last_before_is_the_items_just_before_the_cursor(api: Api, root: str) -> None:
+    listed = await listing(api, root, 7)
+    edges = (await listed.page(api, first=7))["edges"]
+    page = await listed.page(api, last=2, before=edges[5]["cursor"])
+    assert [e["node"]["id"] for e in page["edges"]] == listed.forward[3:5]
+    assert [e["cursor"] for e in page["edges"]] == [edges[3]["cursor"], edges[4]["cursor"]]
+    assert page["pageInfo"] == {
+        "hasNextPage": True,
+        "hasPreviousPage": True,
+        "startCursor": edges[3]["cursor"],
+        "endCursor": edges[4]["cursor"],
+    }
+    start = await listed.page(api, last=5, before=edges[2]["cursor"])
+    assert [e["node"]["id"] for e in start["edges"]] == listed.forward[:2]
+    assert start["pageInfo"]["hasPreviousPage"] is False
+    between = await listed.page(api, first=10, after=edges[1]["cursor"], before=edges[5]["cursor"])
+    assert [e["node"]["id"] for e in between["edges"]] == listed.forward[2:5]
+    assert between["pageInfo"]["hasNextPage"] is False
+
+
+@pytest.mark.parametrize("root", ROOTS)
+async def test_last_without_before_is_the_last_items(api: Api, root: str) -> None:
+    listed = await listing(api, root, 5)
+    page = await listed.page(api, last=2)
+    assert [e["node"]["id"] for e in page["edges"]] == listed.forward[3:]
+    assert page["totalCount"] == 5
+    assert (page["pageInfo"]["hasNextPage"], page["pageInfo"]["hasPreviousPage"]) == (False, True)
+    everything = await listed.page(api, last=5)
+    assert [e["node"]["id"] for e in everything["edges"]] == listed.forward
+    assert everything["pageInfo"]["hasPreviousPage"] is False
+    none = await listed.page(api, last=0)
+    assert none["edges"] == [] and none["pageInfo"]["hasPreviousPage"] is True
+
+
+async def test_before_alone_pages_backward_by_the_default_size(api: Api) -> None:
+    listed = await listing(api, "tasks", 23)
+    end = (await listed.page(api, first=23))["edges"][-1]["cursor"]
+    page = await listed.page(api, before=end)
+    assert [e["node"]["id"] for e in page["edges"]] == listed.forward[2:22]
+    assert page["pageInfo"]["hasPreviousPage"] is True
+
+
+@pytest.mark.parametrize("root", ROOTS)
+async def test_first_and_last_together_are_bad_input(api: Api, root: str) -> None:
+    listed = await listing(api, root, 2)
+    err = await listed.error(api, first=1, last=1)
+    assert (code(err), err["extensions"]["field"]) == ("BAD_USER_INPUT", "last")
+
+
+@pytest.mark.parametrize("last", [-1, 101])
+@pytest.mark.parametrize("root", ROOTS)
+async def test_last_out_of_range_is_bad_input(api: Api, root: str, last: int) -> None:
+    listed = await listing(api, root, 1)
+    err = await listed.error(api, last=last)
+    assert (code(err), err["extensions"]["field"]) == ("BAD_USER_INPUT", "last")
+    assert len((await listed.page(api, last=100))["edges"]) == 1
+
+
+@pytest.mark.parametrize("root", ROOTS)
+@pytest.mark.parametrize("cursor", ["garbage", b64("[1, 2, 3, 4]"), b64("[99999999999]"), b64("[7, 0, 1]")])
+async def test_a_malformed_before_cursor_is_bad_input(api: Api, root: str, cursor: str) -> None:
+    listed = await listing(api, root, 2)
+    for arguments in ({"last": 1, "before": cursor}, {"first": 1, "before": cursor}):
+        err = await listed.error(api, **arguments)
+        assert (code(err), err["extensions"]["field"]) == ("BAD_USER_INPUT", "before")
+
+
+async def test_a_before_cursor_survives_deletes_in_a_reordered_column(api: Api) -> None:
+    """Re-anchored like `after`: with the old key, the cursor's own task (moved up a place by the
+    delete) would be taken as one before it."""
+    alice = await api.person()
+    project_id = (await api.ok(alice, CREATE_PROJECT, name="Board"))["createProject"]["id"]
+    ids = [(await api.ok(alice, CREATE_TASK, p=project_id, title=n))["createTask"]["id"] for n in "ABCD"]
+    for task_id in ids:  # each to the top: the column now reads D, C, B, A
+        await api.ok(alice, MOVE_TASK, id=task_id, status="TODO", position=0)
+    d, c, b, a = (await api.ok(alice, TASKS, p=project_id, first=4))["tasks"]["edges"]
+    assert [e["node"]["id"] for e in (d, c, b, a)] == ids[::-1]
+
+    await api.ok(alice, DELETE_TASK, id=d["node"]["id"])
+    query = BOTH_WAYS["tasks"]
+    rest = (await api.ok(alice, query, p=project_id, last=5, before=b["cursor"]))["tasks"]
+    assert [e["node"]["id"] for e in rest["edges"]] == [c["node"]["id"]]
+    rest = (await api.ok(alice, query, p=project_id, last=5, before=a["cursor"]))["tasks"]
+    assert [e["node"]["id"] for e in rest["edges"]] == [c["node"]["id"], b["node"]["id"]]
+
+
+async def test_each_tickets_last_comments_in_one_page_of_tickets(api: Api) -> None:
+    """Nested pages backward: every parent's last comments, in one statement for the list."""
+    listed = await listing(api, "comments", 5)
+    queue = (
+        await api.ok(listed.who, "query($t: ID!) { ticket(id: $t) { queue { id } } }", **listed.variables)
+    )["ticket"]["queue"]["id"]
+    other = (await api.ok(listed.who, CREATE_TICKET, q=queue, t="Other"))["createTicket"]["id"]
+    mine = [
+        (await api.ok(listed.who, COMMENT, id=other, b=f"O{i}"))["addTicketComment"]["id"] for i in range(3)
+    ]
+    query = """query($q: ID) { tickets(queueId: $q) { edges { node { id
+      comments(last: 2) { edges { node { id } } pageInfo { hasPreviousPage hasNextPage } } } } } }"""
+    with count_queries() as statements:
+        edges = (await api.ok(listed.who, query, q=queue))["tickets"]["edges"]
+    pages = {e["node"]["id"]: e["node"]["comments"] for e in edges}
+    assert [c["node"]["id"] for c in pages[other]["edges"]] == mine[1:]
+    assert [c["node"]["id"] for c in pages[str(listed.variables["t"])]["edges"]] == listed.forward[3:]
+    assert all(p["pageInfo"] == {"hasPreviousPage": True, "hasNextPage": False} for p in pages.values())
+    assert len([s for s in statements if "ticket_comments" in s]) == 1, statements
+
+
+async def test_last_costs_what_first_costs(settings: Settings) -> None:
+    """The cost estimate counts a backward page as it counts a forward one."""
+
+    def nested(word: str) -> str:
+        comments = f"comments({word}: 100) {{ edges {{ node {{ id }} }} }}"
+        return f"query {{ tickets({word}: 100) {{ edges {{ node {{ {comments} }} }} }} }}"
+
+    async with serving(dataclasses.replace(settings, max_query_cost=1000)) as api:
+        alice = await api.person()
+        forward = await api.error(alice, nested("first"))
+        backward = await api.error(alice, nested("last"))
+        assert code(forward) == code(backward) == "QUERY_TOO_COMPLEX"
+        assert backward["extensions"] == forward["extensions"]
+        assert backward["extensions"]["estimate"] > 1000

@@ -381,6 +381,19 @@ QUEUES = f"query {{ queues(first: 50) {{ {PAGE} edges {{ node {{ id name team {{
 TASK_COMMENTS = f"query($id: ID!, $cf: Int, $ca: String) {{ task(id: $id) {{ id {COMMENTS} }} }}"
 TICKET_COMMENTS = f"query($id: ID!, $cf: Int, $ca: String) {{ ticket(id: $id) {{ id {COMMENTS} }} }}"
 
+
+def backward(query: str) -> str:
+    """`query` paging backward: last and before where it says first and after."""
+    for forward, back in (
+        ("first: 50", "last: 50"),
+        ("first: $cf, after: $ca", "last: $cf, before: $ca"),
+        ("after: $after", "before: $before"),
+        ("$after: String", "$before: String"),
+    ):
+        query = query.replace(forward, back)
+    return query
+
+
 FLAVORS = ("page", "counted")  # without totalCount, and with it
 
 
@@ -486,6 +499,32 @@ def cases(s: Seeded) -> list[Case]:
             TICKET_COMMENTS,
             {"id": str(TICKET), **later},
         ),
+        # Backward (last, before): the same indexes, read from the other end.
+        Case("tasks last", "member", backward(TASKS), {"p": board}),
+        Case("tasks before", "member", backward(TASKS), {"p": board, "before": s.cursors["task"]}),
+        Case(
+            "tickets of a queue before, agent",
+            "agent",
+            backward(TICKETS),
+            {"q": queue, "before": s.cursors["ticket"]},
+        ),
+        Case(
+            "tickets of a requester before", "requester", backward(TICKETS), {"before": s.cursors["ticket"]}
+        ),
+        Case("tickets before, admin", "admin", backward(TICKETS), {"before": s.cursors["ticket"]}),
+        Case(
+            "notifications before",
+            "member",
+            backward(NOTIFICATIONS),
+            {"unread": False, "before": s.cursors["notification"]},
+        ),
+        Case("projects last", "member", backward(PROJECTS)),
+        Case(
+            "comments of a ticket before, requester",
+            "requester",
+            backward(TICKET_COMMENTS),
+            {"id": str(TICKET), **later},
+        ),
     ]
 
 
@@ -501,7 +540,8 @@ REASONS = {
     "keyset": (
         "The after cursor of the board is an OR of three comparisons (status > s, or status = s and"
         " position > p, or ...): only project_id (and a status filter) is an index condition, so a"
-        " page far down a column reads the board from its top and drops what precedes the cursor."
+        " page far down a column reads the board from its top and drops what precedes the cursor"
+        " (a before cursor, from its end, what follows it)."
         " A row comparison, (status, position, id) > (s, p, i), is one: PostgreSQL then starts the"
         " index scan at the cursor (pagination._after)."
     ),
@@ -544,12 +584,13 @@ def known(reason: str, rule: str, *names: str, flavors: tuple[str, ...] = FLAVOR
 
 # (case, flavor, what the violation says) -> its reason.
 KNOWN: dict[tuple[str, str, str], str] = {
-    **known("keyset", "dropped", "tasks after", "tasks by status after"),
+    **known("keyset", "dropped", "tasks after", "tasks by status after", "tasks before"),
     **known(
         "agent visibility",
         "Sort of",
         "tickets of a queue, agent",
         "tickets of a queue after, agent",
+        "tickets of a queue before, agent",
         "tickets with comments, agent",
         "tickets assigned to an agent",
     ),
@@ -563,6 +604,7 @@ KNOWN: dict[tuple[str, str, str], str] = {
         "comments of a task after",
         "comments of a ticket, agent",
         "comments of a ticket after, requester",
+        "comments of a ticket before, requester",
     ),
     # Any rule: a whole read, by a Seq Scan or through an index, as the planner finds cheaper.
     **known(

@@ -348,3 +348,44 @@ async def test_an_events_related_rows_are_read_once_per_worker_not_per_subscribe
                 assert event["task"]["createdBy"] == {"email": "ada@example.test"}
     user_lookups = [s for s in statements if 'FROM "users"' in s and '"id" IN' in s]
     assert len(user_lookups) == 1, user_lookups
+
+
+async def test_a_cursor_ahead_of_the_stream_is_bad_user_input_and_the_socket_stays_open(
+    live: LiveServer,
+) -> None:
+    """A cursor past the topic's head names an event that never happened: refused, rather than a
+    stream that stays silent until the topic catches up and then skips what lies between."""
+    token = live.token("a@example.test")
+    p = await project(live, token)
+    await live.gql(token, CREATE_TASK, p=p, t="one")
+    async with ws(live, token) as client:
+        await client.subscribe("1", TASK_EVENTS, p=p, after=cursor(f"project:{p}", 2))
+        message = await client.receive()
+        assert message["type"] == "error" and message["id"] == "1"
+        assert message["payload"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "after"}
+        # The socket stays open, and the head itself is a cursor like any other.
+        await subscribed(client, "2", TASK_EVENTS, p=p, after=cursor(f"project:{p}", 1))
+        await live.gql(token, CREATE_TASK, p=p, t="two")
+        event = (await client.next("2"))["taskEvents"]
+        assert (event["task"]["title"], event["cursor"]) == ("two", cursor(f"project:{p}", 2))
+
+
+async def test_cursors_ahead_of_a_users_streams_are_bad_user_input(live: LiveServer) -> None:
+    admin, _, agent, ids = await support(live)
+    sam = ids.split(",")[0]
+    member = live.token("mia@example.test")
+    mia = (await live.gql(member, "{ viewer { id } }"))["viewer"]["id"]
+    streams = [
+        (agent, ASSIGNED, {"u": sam}, f"user:{sam}:tickets"),  # an agent: access as of now
+        (admin, ASSIGNED, {"u": sam}, f"user:{sam}:tickets"),  # an admin: sees every ticket
+        (member, NOTIFICATIONS, {}, f"user:{mia}:notifications"),
+    ]
+    async with ws(live, agent) as sams, ws(live, admin) as admins, ws(live, member) as mias:
+        clients = {agent: sams, admin: admins, member: mias}
+        for n, (who, query, variables, topic) in enumerate(streams):
+            client = clients[who]
+            await client.subscribe(str(n), query, after=cursor(topic, 1), **variables)
+            message = await client.receive()
+            assert message["type"] == "error" and message["id"] == str(n), message
+            assert message["payload"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "after"}
+            await subscribed(client, f"{n}-head", query, after=cursor(topic, 0), **variables)

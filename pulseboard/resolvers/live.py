@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from pulseboard import telemetry
-from pulseboard.errors import forbidden, not_found
+from pulseboard.errors import bad_input, forbidden, not_found
 from pulseboard.models import Queue, User
 from pulseboard.resolvers import access, metrics, notifications
 from pulseboard.resolvers.context import Context
@@ -46,21 +46,31 @@ class Feed:
     gated: frozenset[str] = frozenset()
 
 
-def _feed(
+async def _feed(
     topic: str,
     after: str | None,
     admit: Callable[[EventMessage], bool] = _deliver_all,
     gated: frozenset[str] = frozenset(),
+    *,
+    since: int | None = None,
 ) -> Feed:
-    if after is not None:
-        telemetry.RESUMES.inc()
-    return Feed(topic, None if after is None else parse_cursor(after, topic), admit, gated)
+    """The feed from `after` (a cursor of `topic`). A cursor past the topic's head (`since`, when
+    the caller read it already) names an event that was never committed: BAD_USER_INPUT rather
+    than a stream that stays silent until the topic catches up with it, then skips what lies
+    between. Heads only grow, so any cursor the server handed out passes."""
+    if after is None:
+        return Feed(topic, None, admit, gated)
+    seq = parse_cursor(after, topic)
+    if seq > (await head(topic) if since is None else since):
+        raise bad_input("after", "This cursor is ahead of the stream: no such event has happened.")
+    telemetry.RESUMES.inc()
+    return Feed(topic, seq, admit, gated)
 
 
 async def task_events(ctx: Context, project_id: object, after: str | None) -> Feed:
     viewer = ctx.require_viewer()
     project = await access.project_for(viewer, project_id)
-    return _feed(
+    return await _feed(
         topics.project(project.id),
         after,
         lambda message: _task_admit(viewer, project.id, message),
@@ -92,14 +102,15 @@ async def ticket_assignments(ctx: Context, user_id: object, after: str | None) -
         raise forbidden("You may only watch your own ticket assignments.")
     topic = topics.user_tickets(uid)
     if access.is_admin(viewer):
-        return _feed(topic, after)  # admins see every ticket
+        return await _feed(topic, after)  # admins see every ticket
     since = await head(topic)
     queues = await access.agent_queue_ids(viewer)
-    return _feed(
+    return await _feed(
         topic,
         after,
         lambda message: _assignment_admit(viewer.id, queues, since, message),
         gated=frozenset({ASSIGNED}),
+        since=since,
     )
 
 
@@ -114,15 +125,16 @@ async def notification_events(ctx: Context, after: str | None) -> Feed:
     viewer = ctx.require_viewer()
     topic = topics.user_notifications(viewer.id)
     if access.is_admin(viewer):
-        return _feed(topic, after)  # admins see every task and ticket
+        return await _feed(topic, after)  # admins see every task and ticket
     since = await head(topic)
     projects = await access.member_project_ids(viewer)
     queues = await access.agent_queue_ids(viewer)
-    return _feed(
+    return await _feed(
         topic,
         after,
         lambda message: _notification_admit(viewer.id, projects, queues, since, message),
         gated=NOTIFICATION_EVENTS,
+        since=since,
     )
 
 

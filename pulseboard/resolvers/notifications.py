@@ -156,14 +156,28 @@ def visible(viewer: User) -> QuerySet[Notification]:
 
 
 async def notifications(
-    ctx: Context, *, first: int | None, after: str | None, unread_only: bool, with_count: bool = False
+    ctx: Context,
+    *,
+    first: int | None,
+    after: str | None,
+    unread_only: bool,
+    with_count: bool = False,
+    last: int | None = None,
+    before: str | None = None,
 ) -> Page[Notification]:
     viewer = ctx.require_viewer()
     query = visible(viewer)
     if unread_only:
         query = query.filter(read_at__isnull=True)
     return await paginate(
-        query, order=["-id"], first=first, after=after, settings=ctx.settings, with_count=with_count
+        query,
+        order=["-id"],
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        settings=ctx.settings,
+        with_count=with_count,
     )
 
 

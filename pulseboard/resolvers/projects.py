@@ -24,10 +24,19 @@ async def project(ctx: Context, project_id: object) -> Project:
     return await access.project_for(ctx.require_viewer(), project_id)
 
 
-async def projects(ctx: Context, *, first: int | None, after: str | None) -> Page[Project]:
+async def projects(
+    ctx: Context,
+    *,
+    first: int | None,
+    after: str | None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page[Project]:
     viewer = ctx.require_viewer()
     query = Project.filter(access.visible_projects(viewer)).distinct()
-    return await paginate(query, order=["id"], first=first, after=after, settings=ctx.settings)
+    return await paginate(
+        query, order=["id"], first=first, after=after, last=last, before=before, settings=ctx.settings
+    )
 
 
 async def members(ctx: Context, project: Project) -> list[User]:

@@ -16,9 +16,18 @@ async def queue(ctx: Context, queue_id: object) -> Queue:
     return await access.queue_for(ctx.require_viewer(), queue_id)
 
 
-async def queues(ctx: Context, *, first: int | None, after: str | None) -> Page[Queue]:
+async def queues(
+    ctx: Context,
+    *,
+    first: int | None,
+    after: str | None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page[Queue]:
     ctx.require_viewer()
-    return await paginate(Queue.all(), order=["id"], first=first, after=after, settings=ctx.settings)
+    return await paginate(
+        Queue.all(), order=["id"], first=first, after=after, last=last, before=before, settings=ctx.settings
+    )
 
 
 async def create_queue(

@@ -44,6 +44,8 @@ async def tasks(
     first: int | None,
     after: str | None,
     with_count: bool = False,
+    last: int | None = None,
+    before: str | None = None,
 ) -> Page[Task]:
     """The page reads only the tasks of a project the viewer may see, so when it has tasks the
     project is visible: only an empty page needs to tell a project out of sight (NOT_FOUND)."""
@@ -56,32 +58,49 @@ async def tasks(
         query = query.filter(assignee_id=access.parse_id("User", assignee_id))
     if after is not None:
         after = await _reanchored(pid, after)
+    if before is not None:
+        before = await _reanchored(pid, before, "before")
     page = await paginate(
-        query, order=BOARD_ORDER, first=first, after=after, settings=ctx.settings, with_count=with_count
+        query,
+        order=BOARD_ORDER,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        settings=ctx.settings,
+        with_count=with_count,
     )
     if not page.items:
         await access.project_for(viewer, pid)
     return page
 
 
-async def _reanchored(project_id: int, after: str) -> str:
-    """The cursor keyed to where its task is now, if it is still in that column. Positions shift
-    when tasks above are deleted or moved, and as ids need not follow positions, the old key
-    could then skip a task."""
-    status, _, task_id = decode_cursor(after, len(BOARD_ORDER))
+async def _reanchored(project_id: int, cursor: str, field: str = "after") -> str:
+    """The cursor (`field`: after or before) keyed to where its task is now, if it is still in
+    that column. Positions shift when tasks above are deleted or moved, and as ids need not
+    follow positions, the old key could then skip a task (or, before, take one from below)."""
+    status, _, task_id = decode_cursor(cursor, len(BOARD_ORDER), field)
     if status not in {s.value for s in TaskStatus}:
-        raise bad_input("after", "Invalid cursor.")
+        raise bad_input(field, "Invalid cursor.")
     if not 0 < task_id < 2**31:
-        return after
+        return cursor
     current = await Task.get_or_none(id=task_id, project_id=project_id)
     if current is None or int(current.status) != status:
-        return after
+        return cursor
     return encode_cursor([int(current.status), current.position, current.id])
 
 
-async def comments(ctx: Context, task: Task, *, first: int | None, after: str | None) -> Page[TaskComment]:
+async def comments(
+    ctx: Context,
+    task: Task,
+    *,
+    first: int | None,
+    after: str | None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page[TaskComment]:
     """Through loaders: a list of tasks reads all their pages and counts in one query each."""
-    args = page_args(ctx.settings, first, after, arity=1)
+    args = page_args(ctx.settings, first, after, arity=1, last=last, before=before)
     rows = await ctx.loaders.task_comments.load((task.id, args))
     return page_of(rows, order=["id"], args=args, count=lambda: ctx.loaders.task_comment_counts.load(task.id))
 

@@ -43,6 +43,8 @@ async def tickets(
     first: int | None,
     after: str | None,
     with_count: bool = False,
+    last: int | None = None,
+    before: str | None = None,
 ) -> Page[Ticket]:
     """The tickets the viewer may see, newest first. Only an empty page looks up the queue:
     tickets of one exist only in a queue that does (else NOT_FOUND)."""
@@ -58,7 +60,14 @@ async def tickets(
     if assignee_id is not None:
         query = query.filter(assignee_id=access.parse_id("User", assignee_id))
     page = await paginate(
-        query, order=["-id"], first=first, after=after, settings=ctx.settings, with_count=with_count
+        query,
+        order=["-id"],
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        settings=ctx.settings,
+        with_count=with_count,
     )
     if qid is not None and not page.items:
         await access.queue_for(viewer, qid)
@@ -77,14 +86,20 @@ async def may_read(ctx: Context, ticket: Ticket) -> bool:
 
 
 async def comments(
-    ctx: Context, ticket: Ticket, *, first: int | None, after: str | None
+    ctx: Context,
+    ticket: Ticket,
+    *,
+    first: int | None,
+    after: str | None,
+    last: int | None = None,
+    before: str | None = None,
 ) -> Page[TicketComment]:
     """Through loaders: a list of tickets reads all their pages and counts in one query each.
     The field checks access itself (a ticket may be reached through an event's payload): those
     who may see the ticket see every comment (there are no internal notes); anyone else NOT_FOUND."""
     if not await may_read(ctx, ticket):
         raise not_found("Ticket", ticket.id)
-    args = page_args(ctx.settings, first, after, arity=1)
+    args = page_args(ctx.settings, first, after, arity=1, last=last, before=before)
     rows = await ctx.loaders.ticket_comments.load((ticket.id, args))
     return page_of(
         rows, order=["id"], args=args, count=lambda: ctx.loaders.ticket_comment_counts.load(ticket.id)

@@ -170,15 +170,22 @@ class _Walk:
         return measured
 
     def page_size(self, node: FieldNode) -> int:
+        """The page a connection asks for: `first`, or `last` paging backward (the larger, should
+        a document give both, which the resolver refuses anyway)."""
+        sizes = [self.page_argument(node, name) for name in ("first", "last")]
+        given = [value for value in sizes if value is not None]
+        return max(given) if given else self.limits.default_page
+
+    def page_argument(self, node: FieldNode, name: str) -> int | None:
         value: Any = None
         for argument in node.arguments or ():
-            if argument.name.value == "first":
+            if argument.name.value == name:
                 if isinstance(argument.value, IntValueNode):
                     value = int(argument.value.value)
                 elif isinstance(argument.value, VariableNode):
                     value = self.variables.get(argument.value.name.value)
         if type(value) is not int or value < 0:
-            return self.limits.default_page
+            return None
         return min(value, self.limits.max_page)
 
 
@@ -255,6 +262,16 @@ def limit_errors(limits: Limits, measured: _Measure) -> list[GraphQLError]:
     return []
 
 
+def _unnamed_operation() -> GraphQLError:
+    """The GraphQL spec's GetOperation: a document of several operations runs only the one
+    `operationName` names, and none when it names none. Refused here, before anything is
+    measured or run, over HTTP and the socket alike (Strawberry would run the first operation)."""
+    return GraphQLError(
+        "Must provide operationName: the document contains several operations.",
+        extensions={"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value},
+    )
+
+
 def _variable_key(variables: Any) -> tuple[Any, ...]:
     """The variable values a document's page sizes may depend on (only integers can)."""
     if not isinstance(variables, dict) or not variables:
@@ -321,6 +338,8 @@ class Documents:
 
     def _check(self, entry: _Entry, operation_name: str | None, variables: Any) -> list[GraphQLError]:
         assert entry.document is not None
+        if operation_name is None and len(_operations(entry.document, None)) > 1:
+            return [_unnamed_operation()]
         measured = measure(self.schema, self.limits, entry.document, operation_name, variables)
         if refused := limit_errors(self.limits, measured):
             return refused  # before validation, which is the costlier of the two
@@ -369,6 +388,13 @@ class Guard(SchemaExtension):
         context = self.execution_context
         if context.query:
             context.pre_execution_errors = self.documents.errors(
-                context.query, context.operation_name, context.variables
+                context.query, _provided_operation_name(context), context.variables
             )
         yield
+
+
+def _provided_operation_name(context: Any) -> str | None:
+    """The operationName the client sent. Strawberry's `operation_name` falls back to the first
+    operation's name, which would run the first of several operations when the client named
+    none; the spec refuses that (Documents._check)."""
+    return getattr(context, "_provided_operation_name", context.operation_name)  # type: ignore[no-any-return]

@@ -36,9 +36,15 @@ class Query:
 
     @strawberry.field(description="Projects the viewer is a member of (all, for admins).")
     async def projects(
-        self, info: Ctx, first: int | None = None, after: str | None = None
+        self,
+        info: Ctx,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Project]:
-        return connection(await projects.projects(info.context, first=first, after=after))
+        page = await projects.projects(info.context, first=first, after=after, last=last, before=before)
+        return connection(page)
 
     @strawberry.field
     async def task(self, info: Ctx, id: strawberry.ID) -> Task:
@@ -53,6 +59,8 @@ class Query:
         assignee_id: strawberry.ID | None = None,
         first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Task]:
         page = await tasks.tasks(
             info.context,
@@ -61,6 +69,8 @@ class Query:
             assignee_id=assignee_id,
             first=first,
             after=after,
+            last=last,
+            before=before,
             with_count=selects(info, "totalCount"),
         )
         await load_people(info, page, {"assignee": "assignee_id", "createdBy": "created_by_id"})
@@ -80,6 +90,8 @@ class Query:
         assignee_id: strawberry.ID | None = None,
         first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Ticket]:
         page = await tickets.tickets(
             info.context,
@@ -89,6 +101,8 @@ class Query:
             assignee_id=assignee_id,
             first=first,
             after=after,
+            last=last,
+            before=before,
             with_count=selects(info, "totalCount"),
         )
         await load_people(info, page, {"requester": "requester_id", "assignee": "assignee_id"})
@@ -100,9 +114,15 @@ class Query:
 
     @strawberry.field
     async def queues(
-        self, info: Ctx, first: int | None = None, after: str | None = None
+        self,
+        info: Ctx,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Queue]:
-        return connection(await queues.queues(info.context, first=first, after=after))
+        page = await queues.queues(info.context, first=first, after=after, last=last, before=before)
+        return connection(page)
 
     @strawberry.field(description="Live figures of a queue, for its team's agents and admins.")
     async def queue_metrics(self, info: Ctx, queue_id: strawberry.ID) -> QueueMetricsType:
@@ -119,11 +139,15 @@ class Query:
         first: int | None = None,
         after: str | None = None,
         unread_only: bool = False,
+        last: int | None = None,
+        before: str | None = None,
     ) -> NotificationConnection:
         page = await notifications.notifications(
             info.context,
             first=first,
             after=after,
+            last=last,
+            before=before,
             unread_only=unread_only,
             with_count=selects(info, "totalCount"),
         )

@@ -217,9 +217,14 @@ class Task:
 
     @strawberry.field
     async def comments(
-        self, info: Ctx, first: int | None = None, after: str | None = None
+        self,
+        info: Ctx,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[TaskComment]:
-        page = await tasks.comments(info.context, self, first=first, after=after)  # type: ignore[arg-type]
+        page = await tasks.comments(info.context, self, first=first, after=after, last=last, before=before)  # type: ignore[arg-type]
         return connection(page)
 
 
@@ -282,9 +287,14 @@ class Ticket:
 
     @strawberry.field
     async def comments(
-        self, info: Ctx, first: int | None = None, after: str | None = None
+        self,
+        info: Ctx,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[TicketComment]:
-        page = await tickets.comments(info.context, self, first=first, after=after)  # type: ignore[arg-type]
+        page = await tickets.comments(info.context, self, first=first, after=after, last=last, before=before)  # type: ignore[arg-type]
         return connection(page)
 
 
