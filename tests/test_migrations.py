@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from tortoise import Tortoise, connections
 from tortoise.cli.cli import tortoise_cli_context
+from tortoise.migrations.api.migrate import migrate
 from tortoise.migrations.autodetector import MigrationAutodetector
 
 import pulseboard.models.migrations
@@ -82,3 +83,32 @@ async def test_processes_starting_together_migrate_one_at_a_time(tmp_path: Path)
         assert sorted(names) == sorted(p.stem for p in MIGRATIONS.glob("[0-9]*.py"))
     finally:
         await _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_priority_order_keys_are_filled_in_for_rows_written_before_them(settings: Settings) -> None:
+    # 0006 adds the urgency columns lists order by priority on: rows from before get theirs.
+    config = tortoise_config(settings.database_url)
+    await migrate(config=config, app_labels=["models"], target="models.0005_list_indexes")
+    try:
+        conn = connections.get("default")
+        await conn.execute_script(
+            "INSERT INTO users (id, sub, email, name, role, created_at)"
+            " VALUES (1, 's', 'a@example.test', 'A', 'MEMBER', CURRENT_TIMESTAMP);"
+            "INSERT INTO projects (id, name, description, created_by_id, created_at)"
+            " VALUES (1, 'P', '', 1, CURRENT_TIMESTAMP);"
+            + "".join(
+                "INSERT INTO tasks (id, project_id, title, description, status, position, priority,"
+                " progress, created_by_id, created_at, updated_at, version)"
+                f" VALUES ({i}, 1, 'T', '', 1, {i}, '{p}', 0, 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1);"
+                for i, p in enumerate(["LOW", "MEDIUM", "HIGH", "URGENT"], start=1)
+            )
+        )
+    finally:
+        await Tortoise.close_connections()
+    await apply_migrations(settings)
+    await Tortoise.init(config=config)
+    try:
+        tasks = await Task.all().order_by("urgency").values_list("priority", "urgency")
+        assert [(str(p), u) for p, u in tasks] == [("URGENT", 0), ("HIGH", 1), ("MEDIUM", 2), ("LOW", 3)]
+    finally:
+        await Tortoise.close_connections()

@@ -110,10 +110,10 @@ def seed_stages(member: int, agent: int, requester: int, admin: int) -> list[lis
     UNION ALL SELECT p, {member}, 'MEMBER', now() FROM generate_series(1, 10) p;
     """
     tasks = f"""
-    INSERT INTO tasks (id, project_id, title, description, status, position, priority, progress,
-                       assignee_id, created_by_id, created_at, updated_at, version)
+    INSERT INTO tasks (id, project_id, title, description, status, position, priority, urgency,
+                       progress, assignee_id, created_by_id, created_at, updated_at, version)
     SELECT i, p, 'Task ' || i, '', s, row_number() OVER (PARTITION BY p, s ORDER BY i) - 1,
-           (ARRAY['LOW', 'MEDIUM', 'HIGH', 'URGENT'])[1 + i % 4], 0,
+           (ARRAY['LOW', 'MEDIUM', 'HIGH', 'URGENT'])[1 + i % 4], 3 - i % 4, 0,
            CASE WHEN i % 7 = 3 THEN NULL WHEN p = {BOARD} AND i % 200 = 20 THEN {member}
                 ELSE 101 + (p * 37 + (i % 30) * 97) % 20000 END,
            101 + (p * 37) % 20000, now(), now(), 1
@@ -122,11 +122,11 @@ def seed_stages(member: int, agent: int, requester: int, admin: int) -> list[lis
     SELECT setval(pg_get_serial_sequence('tasks', 'id'), 50001);
     """
     tickets = f"""
-    INSERT INTO tickets (id, queue_id, title, description, status, priority, requester_id,
+    INSERT INTO tickets (id, queue_id, title, description, status, priority, urgency, requester_id,
                          assignee_id, created_at, updated_at, version)
     SELECT i, q, 'Ticket ' || i, '',
            (ARRAY['NEW', 'OPEN', 'PENDING', 'RESOLVED', 'CLOSED'])[1 + (i / 20 + i / 50) % 5],
-           (ARRAY['LOW', 'NORMAL', 'HIGH', 'URGENT'])[1 + (i / 100 + i / 7) % 4],
+           (ARRAY['LOW', 'NORMAL', 'HIGH', 'URGENT'])[1 + (i / 100 + i / 7) % 4], 3 - (i / 100 + i / 7) % 4,
            CASE WHEN i % 199 = 0 THEN {requester} WHEN i % 199 = 100 THEN {member}
                 ELSE 101 + (i * 13) % 20000 END,
            CASE WHEN i % 7 = 3 THEN NULL WHEN q = {QUEUE} AND i % 800 = 0 THEN {agent}
@@ -333,8 +333,10 @@ PAGE = "totalCount pageInfo { hasNextPage endCursor }"
 COMMENTS = "comments(first: $cf, after: $ca) { totalCount edges { node { id body author { id name } } } }"
 
 TASKS = f"""
-query($p: ID!, $status: TaskStatus, $assignee: ID, $after: String) {{
-  tasks(projectId: $p, status: $status, assigneeId: $assignee, first: 50, after: $after) {{
+query($p: ID!, $status: TaskStatus, $assignee: ID, $after: String, $order: TaskOrder! = BOARD,
+      $search: String) {{
+  tasks(projectId: $p, status: $status, assigneeId: $assignee, first: 50, after: $after,
+        orderBy: $order, search: $search) {{
     {PAGE} edges {{ node {{ {TASK_FIELDS} }} }}
   }}
 }}
@@ -345,9 +347,10 @@ query($p: ID!, $cf: Int, $ca: String) {{
 }}
 """
 TICKETS = f"""
-query($q: ID, $status: TicketStatus, $priority: TicketPriority, $assignee: ID, $after: String) {{
+query($q: ID, $status: TicketStatus, $priority: TicketPriority, $assignee: ID, $after: String,
+      $order: TicketOrder! = NEWEST, $search: String) {{
   tickets(queueId: $q, status: $status, priority: $priority, assigneeId: $assignee, first: 50,
-          after: $after) {{
+          after: $after, orderBy: $order, search: $search) {{
     {PAGE} edges {{ node {{ {TICKET_FIELDS} }} }}
   }}
 }}
@@ -499,6 +502,22 @@ def cases(s: Seeded) -> list[Case]:
             TICKET_COMMENTS,
             {"id": str(TICKET), **later},
         ),
+        # Other orders, and a search (its rows are found by trigram indexes, then sorted).
+        Case("tasks newest first", "member", TASKS, {"p": board, "order": "NEWEST"}),
+        Case("tasks by priority", "member", TASKS, {"p": board, "order": "PRIORITY"}),
+        Case("tasks searched", "member", TASKS, {"p": board, "search": "task 4242"}, ordered=False),
+        Case(
+            "tickets of a queue by priority order, agent", "agent", TICKETS, {"q": queue, "order": "PRIORITY"}
+        ),
+        Case("tickets of a queue oldest first, admin", "admin", TICKETS, {"q": queue, "order": "OLDEST"}),
+        Case("tickets searched, admin", "admin", TICKETS, {"search": "ticket 3980"}, ordered=False),
+        Case(
+            "tickets of a queue searched, agent",
+            "agent",
+            TICKETS,
+            {"q": queue, "search": "ticket 3980"},
+            ordered=False,
+        ),
         # Backward (last, before): the same indexes, read from the other end.
         Case("tasks last", "member", backward(TASKS), {"p": board}),
         Case("tasks before", "member", backward(TASKS), {"p": board, "before": s.cursors["task"]}),
@@ -591,6 +610,7 @@ KNOWN: dict[tuple[str, str, str], str] = {
         "tickets of a queue, agent",
         "tickets of a queue after, agent",
         "tickets of a queue before, agent",
+        "tickets of a queue by priority order, agent",
         "tickets with comments, agent",
         "tickets assigned to an agent",
     ),

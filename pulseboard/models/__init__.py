@@ -10,6 +10,7 @@ from pulseboard.models.enums import (
     TaskStatus,
     TicketPriority,
     TicketStatus,
+    urgency,
 )
 from pulseboard.models.events import Event, TopicCounter
 from pulseboard.models.idempotency import IdempotencyKey
@@ -43,4 +44,5 @@ __all__ = [
     "TicketStatus",
     "TopicCounter",
     "User",
+    "urgency",
 ]

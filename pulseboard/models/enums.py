@@ -62,3 +62,10 @@ class NotificationChannel(StrEnum):
     IN_APP = "IN_APP"
     BROWSER = "BROWSER"
     EMAIL = "EMAIL"
+
+
+def urgency(priority: TaskPriority | TicketPriority) -> int:
+    """The stored sort key of a priority: 0 for URGENT up to 3 for LOW, so that an ascending
+    index reads the most urgent first. (Both enums list their members least urgent first.)"""
+    members = list(type(priority))
+    return len(members) - 1 - members.index(priority)

@@ -4,7 +4,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
-from pulseboard.models.enums import ProjectRole, TaskPriority, TaskStatus
+from pulseboard.models.enums import ProjectRole, TaskPriority, TaskStatus, urgency
 from pulseboard.models.users import User
 
 
@@ -55,6 +55,10 @@ class Task(Model):
     status = fields.IntEnumField(TaskStatus, default=TaskStatus.TODO)
     position = fields.IntField(default=0)
     priority = fields.CharEnumField(TaskPriority, max_length=16, default=TaskPriority.MEDIUM)
+    # urgency(priority), kept beside it by every write: lists ordered by priority page on it.
+    urgency = fields.SmallIntField(
+        default=urgency(TaskPriority.MEDIUM), db_default=urgency(TaskPriority.MEDIUM)
+    )
     progress = fields.SmallIntField(default=0)
     assignee: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="assigned_tasks", null=True, on_delete=fields.SET_NULL
@@ -77,6 +81,10 @@ class Task(Model):
             Index(
                 fields=("assignee_id", "project_id", "status", "position"), name="tasks_assignee_board_idx"
             ),
+            # tasks(projectId, orderBy: NEWEST or OLDEST), and PRIORITY: most urgent first, oldest
+            # first within.
+            Index(fields=("project_id", "id"), name="tasks_project_idx"),
+            Index(fields=("project_id", "urgency", "id"), name="tasks_priority_idx"),
         ]
 
 

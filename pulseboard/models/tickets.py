@@ -4,7 +4,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
-from pulseboard.models.enums import TicketPriority, TicketStatus
+from pulseboard.models.enums import TicketPriority, TicketStatus, urgency
 from pulseboard.models.users import Team, User
 
 
@@ -36,6 +36,10 @@ class Ticket(Model):
     description = fields.TextField(default="")
     status = fields.CharEnumField(TicketStatus, max_length=16, default=TicketStatus.NEW)
     priority = fields.CharEnumField(TicketPriority, max_length=16, default=TicketPriority.NORMAL)
+    # urgency(priority), kept beside it by every write: lists ordered by priority page on it.
+    urgency = fields.SmallIntField(
+        default=urgency(TicketPriority.NORMAL), db_default=urgency(TicketPriority.NORMAL)
+    )
     requester: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="requested_tickets", on_delete=fields.RESTRICT
     )
@@ -57,6 +61,8 @@ class Ticket(Model):
             Index(fields=("queue_id", "status"), name="tickets_queue_status_idx"),
             Index(fields=("requester_id", "id"), name="tickets_requester_idx"),
             Index(fields=("assignee_id", "id"), name="tickets_assignee_idx"),
+            # tickets(queueId, orderBy: PRIORITY): most urgent first, oldest first within.
+            Index(fields=("queue_id", "urgency", "id"), name="tickets_priority_idx"),
         ]
 
 

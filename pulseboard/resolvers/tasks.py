@@ -5,22 +5,39 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from tortoise import timezone
-from tortoise.expressions import F
+from tortoise.expressions import F, Q
 from tortoise.queryset import QuerySet
 
 from pulseboard.errors import AppError, bad_input, conflict, not_found
-from pulseboard.models import NotificationType, Project, Task, TaskComment, TaskPriority, TaskStatus
+from pulseboard.models import NotificationType, Project, Task, TaskComment, TaskPriority, TaskStatus, urgency
 from pulseboard.resolvers import access, notifications
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.events import Transaction, change, snapshot, transaction
 from pulseboard.resolvers.pagination import Page, decode_cursor, encode_cursor, page_args, page_of, paginate
-from pulseboard.resolvers.validation import BODY_MAX, in_utc, int_range, text
+from pulseboard.resolvers.validation import BODY_MAX, in_utc, int_range, searched, text
 from pulseboard.subscriptions import topics
 
 BOARD_ORDER = ["status", "position", "id"]
+
+
+class TaskOrder(StrEnum):
+    BOARD = "BOARD"  # by column (status), then position: the board as it is drawn
+    NEWEST = "NEWEST"  # most recently created first
+    OLDEST = "OLDEST"
+    PRIORITY = "PRIORITY"  # most urgent first, oldest first within a priority
+
+
+# Each order's key, as pagination reads it (an index per order: see models.projects.Task).
+ORDERS = {
+    TaskOrder.BOARD: BOARD_ORDER,
+    TaskOrder.NEWEST: ["-id"],
+    TaskOrder.OLDEST: ["id"],
+    TaskOrder.PRIORITY: ["urgency", "id"],
+}
 # GraphQL names of the fields updateTask may change, and their columns.
 UPDATABLE = {
     "title": "title",
@@ -46,9 +63,12 @@ async def tasks(
     with_count: bool = False,
     last: int | None = None,
     before: str | None = None,
+    order_by: TaskOrder = TaskOrder.BOARD,
+    search: str | None = None,
 ) -> Page[Task]:
     """The page reads only the tasks of a project the viewer may see, so when it has tasks the
-    project is visible: only an empty page needs to tell a project out of sight (NOT_FOUND)."""
+    project is visible: only an empty page needs to tell a project out of sight (NOT_FOUND).
+    `search` keeps the tasks whose title or description contains it, ignoring case."""
     viewer = ctx.require_viewer()
     pid = access.parse_id("Project", project_id)
     query = Task.filter(access.visible_tasks(viewer), project_id=pid)
@@ -56,13 +76,16 @@ async def tasks(
         query = query.filter(status=status)
     if assignee_id is not None:
         query = query.filter(assignee_id=access.parse_id("User", assignee_id))
-    if after is not None:
-        after = await _reanchored(pid, after)
-    if before is not None:
-        before = await _reanchored(pid, before, "before")
+    if words := searched(search):
+        query = query.filter(Q(title__icontains=words) | Q(description__icontains=words))
+    if order_by == TaskOrder.BOARD:
+        if after is not None:
+            after = await _reanchored(pid, after)
+        if before is not None:
+            before = await _reanchored(pid, before, "before")
     page = await paginate(
         query,
-        order=BOARD_ORDER,
+        order=ORDERS[order_by],
         first=first,
         after=after,
         last=last,
@@ -138,6 +161,8 @@ async def _writable(ctx: Context, tx: Transaction, task_id: object, expected_ver
 
 async def _apply(tx: Transaction, task: Task, **values: Any) -> Task:
     """Conditional update: only the version we read may be changed, never a lost write."""
+    if "priority" in values:
+        values["urgency"] = urgency(values["priority"])
     updated = (
         await Task.filter(id=task.id, version=task.version)
         .using_db(tx.conn)
@@ -223,6 +248,7 @@ async def create_task(
             status=status,
             position=await _column_size(tx, project.id, status),
             priority=priority or TaskPriority.MEDIUM,
+            urgency=urgency(priority or TaskPriority.MEDIUM),
             assignee_id=assignee,
             due_at=due_at,
             created_by_id=viewer.id,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from typing import Any
 
 from tortoise import timezone
-from tortoise.expressions import F
+from tortoise.expressions import F, Q
 
 from pulseboard.errors import bad_input, conflict, forbidden, not_found
 from pulseboard.models import (
@@ -17,15 +18,26 @@ from pulseboard.models import (
     TicketPriority,
     TicketStatus,
     User,
+    urgency,
 )
 from pulseboard.resolvers import access, notifications
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.events import Transaction, change, snapshot, transaction
 from pulseboard.resolvers.pagination import Page, page_args, page_of, paginate
-from pulseboard.resolvers.validation import BODY_MAX, text
+from pulseboard.resolvers.validation import BODY_MAX, searched, text
 from pulseboard.subscriptions import topics
 
 BULK_MAX = 100
+
+
+class TicketOrder(StrEnum):
+    NEWEST = "NEWEST"  # most recently opened first
+    OLDEST = "OLDEST"
+    PRIORITY = "PRIORITY"  # most urgent first, oldest first within a priority: triage order
+
+
+# Each order's key, as pagination reads it (an index per order: see models.tickets.Ticket).
+ORDERS = {TicketOrder.NEWEST: ["-id"], TicketOrder.OLDEST: ["id"], TicketOrder.PRIORITY: ["urgency", "id"]}
 
 
 async def ticket(ctx: Context, ticket_id: object) -> Ticket:
@@ -45,9 +57,12 @@ async def tickets(
     with_count: bool = False,
     last: int | None = None,
     before: str | None = None,
+    order_by: TicketOrder = TicketOrder.NEWEST,
+    search: str | None = None,
 ) -> Page[Ticket]:
-    """The tickets the viewer may see, newest first. Only an empty page looks up the queue:
-    tickets of one exist only in a queue that does (else NOT_FOUND)."""
+    """The tickets the viewer may see, newest first unless `order_by` says otherwise; `search`
+    keeps those whose title or description contains it, ignoring case. Only an empty page looks
+    up the queue: tickets of one exist only in a queue that does (else NOT_FOUND)."""
     viewer = ctx.require_viewer()
     query = Ticket.filter(await access.visible_tickets(viewer))
     qid = None if queue_id is None else access.parse_id("Queue", queue_id)
@@ -59,9 +74,11 @@ async def tickets(
         query = query.filter(priority=priority)
     if assignee_id is not None:
         query = query.filter(assignee_id=access.parse_id("User", assignee_id))
+    if words := searched(search):
+        query = query.filter(Q(title__icontains=words) | Q(description__icontains=words))
     page = await paginate(
         query,
-        order=["-id"],
+        order=ORDERS[order_by],
         first=first,
         after=after,
         last=last,
@@ -119,6 +136,7 @@ async def create_ticket(
             title=title,
             description=description,
             priority=priority or TicketPriority.NORMAL,
+            urgency=urgency(priority or TicketPriority.NORMAL),
             requester_id=viewer.id,
             using_db=tx.conn,
         )
@@ -140,6 +158,8 @@ async def _writable(ctx: Context, tx: Transaction, ticket_id: object, expected_v
 
 async def _apply(tx: Transaction, ticket: Ticket, **values: Any) -> Ticket:
     """Conditional update on the version we read: a concurrent write is never overwritten."""
+    if "priority" in values:
+        values["urgency"] = urgency(values["priority"])
     updated = (
         await Ticket.filter(id=ticket.id, version=ticket.version)
         .using_db(tx.conn)

@@ -10,6 +10,7 @@ from pulseboard.errors import bad_input
 
 TITLE_MAX = 200
 BODY_MAX = 10_000
+SEARCH_MAX = 100
 
 # A lone surrogate (JSON can escape one, UTF-8 cannot encode it) fails at the database.
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -62,6 +63,15 @@ def text(
             raise bad_input(field, f"{field} must not be empty.")
         return ""
     return value
+
+
+def searched(value: str | None) -> str | None:
+    """A list's `search` argument trimmed; None when it shows nothing (a cleared search box
+    searches for nothing, so it filters nothing)."""
+    if value is None:
+        return None
+    value = text("search", value, max_length=SEARCH_MAX, required=False)
+    return value or None
 
 
 def in_utc(field: str, value: dt.datetime | None) -> dt.datetime | None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from pulseboard.models import TaskStatus, TicketPriority, TicketStatus
 from pulseboard.resolvers import metrics, notifications, preferences, projects, queues, tasks, tickets
+from pulseboard.resolvers.tasks import TaskOrder
+from pulseboard.resolvers.tickets import TicketOrder
 from pulseboard.schema.types import (
     Connection,
     Ctx,
@@ -21,6 +25,11 @@ from pulseboard.schema.types import (
     load_people,
     queue_metrics,
     selects,
+)
+
+SEARCH = strawberry.argument(
+    description="Only those whose title or description contains this text, ignoring case"
+    " (at most 100 characters; empty searches for nothing, so filters nothing)."
 )
 
 
@@ -50,7 +59,9 @@ class Query:
     async def task(self, info: Ctx, id: strawberry.ID) -> Task:
         return await tasks.task(info.context, id)  # type: ignore[return-value]
 
-    @strawberry.field(description="A project's tasks by column (status), then position.")
+    @strawberry.field(
+        description="A project's tasks: by column (status), then position, unless orderBy says otherwise."
+    )
     async def tasks(
         self,
         info: Ctx,
@@ -61,12 +72,16 @@ class Query:
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
+        order_by: TaskOrder = TaskOrder.BOARD,
+        search: Annotated[str | None, SEARCH] = None,
     ) -> Connection[Task]:
         page = await tasks.tasks(
             info.context,
             project_id=project_id,
             status=status,
             assignee_id=assignee_id,
+            order_by=order_by,
+            search=search,
             first=first,
             after=after,
             last=last,
@@ -80,7 +95,7 @@ class Query:
     async def ticket(self, info: Ctx, id: strawberry.ID) -> Ticket:
         return await tickets.ticket(info.context, id)  # type: ignore[return-value]
 
-    @strawberry.field(description="Tickets the viewer may see, newest first.")
+    @strawberry.field(description="Tickets the viewer may see: newest first, unless orderBy says otherwise.")
     async def tickets(
         self,
         info: Ctx,
@@ -92,6 +107,8 @@ class Query:
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
+        order_by: TicketOrder = TicketOrder.NEWEST,
+        search: Annotated[str | None, SEARCH] = None,
     ) -> Connection[Ticket]:
         page = await tickets.tickets(
             info.context,
@@ -99,6 +116,8 @@ class Query:
             status=status,
             priority=priority,
             assignee_id=assignee_id,
+            order_by=order_by,
+            search=search,
             first=first,
             after=after,
             last=last,

@@ -39,6 +39,16 @@ for _enum in (
     NotificationChannel,
 ):
     strawberry.enum(_enum)
+strawberry.enum(
+    tasks.TaskOrder,
+    description="The order of tasks(...): BOARD by column then position; NEWEST or OLDEST by when"
+    " each was created; PRIORITY most urgent first, the oldest first within a priority.",
+)
+strawberry.enum(
+    tickets.TicketOrder,
+    description="The order of tickets(...): NEWEST or OLDEST by when each was opened; PRIORITY"
+    " most urgent first, the oldest first within a priority (the order to work a queue in).",
+)
 
 T = TypeVar("T")
 Ctx = Info[Context, None]
