@@ -71,13 +71,16 @@ class NodeScript:
 
 
 @asynccontextmanager
-async def run_script(node: str, script: Path, *args: str) -> AsyncIterator[NodeScript]:
+async def run_script(
+    node: str, script: Path, *args: str, timeout_ms: int = int(TIMEOUT * 1000)
+) -> AsyncIterator[NodeScript]:
+    """The script, running; `timeout_ms` is its own deadline (its --timeout-ms)."""
     process = await asyncio.create_subprocess_exec(
         node,
         str(script),
         *args,
         "--timeout-ms",
-        str(int(TIMEOUT * 1000)),
+        str(timeout_ms),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

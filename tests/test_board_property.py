@@ -1,16 +1,20 @@
 """The board-consistency property: a client that takes one snapshot of a board and then applies
 every task event (the event's task, and its `displaced`) keeps exactly the server's board, while
-several people change it at once. Random operations from a seed, which the test prints; set
-PULSEBOARD_TEST_BOARD_SEED to replay one."""
+several people change it at once. The same event stream also goes through Apollo Client 4's
+normalized cache (InMemoryCache), in Node (tests/clients/board.mjs), whose board must be the
+server's too. Random operations from a seed, which the test prints; set PULSEBOARD_TEST_BOARD_SEED
+to replay one."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +24,7 @@ from pulseboard.models import Role
 from pulseboard.settings import Settings
 from tests.conftest import BROADCAST_URL, ON_POSTGRES
 from tests.live import WS, LiveServer, http_client, worker_process, ws
+from tests.node import TIMEOUT, NodeScript, node_for, run_script
 from tests.test_board_events import ADD_MEMBER, CREATE, EVENTS, PROJECT, Board, apply, columns, server_board
 
 pytestmark = pytest.mark.skipif(
@@ -46,6 +51,8 @@ GONE = 0  # in place of a version: the task's deletion (versions start at 1)
 PROBE = "mutation($id: ID!, $t: String!) { updateTask(id: $id, input: {title: $t}) { id version } }"
 # Another writer got there first (the task is gone, or changed since its version was read).
 EXPECTED_REFUSALS = {"NOT_FOUND", "CONFLICT"}
+CLIENTS = Path(__file__).parent / "clients"
+CACHE_DEADLINE_MS = 30 * 60 * 1000  # board.mjs's own deadline: longer than the whole test
 
 
 @pytest.fixture
@@ -98,6 +105,83 @@ class Follower:
         every deletion, has arrived."""
         async with self.changed:
             await asyncio.wait_for(self.changed.wait_for(lambda: written <= self.seen), SETTLE_SECONDS)
+
+
+def positions(board: Board) -> dict[str, dict[str, Any]]:
+    """What the Apollo side keeps of a board: each task's column and place in it."""
+    return {task_id: {"status": t["status"], "position": t["position"]} for task_id, t in board.items()}
+
+
+@dataclass
+class CachedBoard:
+    """The same events through Apollo Client's normalized cache (tests/clients/board.mjs, which
+    loads its own snapshot and subscribes after the probe's cursor): `APPLIED n` per event, read
+    in the background, and `BOARD <json>` when told DUMP."""
+
+    script: NodeScript
+    applied: int = 0
+    ended: bool = False
+    boards: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    @classmethod
+    async def start(
+        cls, stack: contextlib.AsyncExitStack, server: LiveServer, token: str, project: str, after: str
+    ) -> CachedBoard:
+        node = node_for(CLIENTS, ["@apollo/client", "@pulseboard/client", "ws"])
+        args = ["--http-url", server.url + "/graphql", "--ws-url", server.ws_url, "--token", token]
+        args += ["--project", project, "--after", after]
+        script = await stack.enter_async_context(
+            run_script(node, CLIENTS / "board.mjs", *args, timeout_ms=CACHE_DEADLINE_MS)
+        )
+        await script.expect("READY")
+        cached = cls(script)
+        reading = asyncio.create_task(cached.read())
+        stack.push_async_callback(cancelled, reading)
+        return cached
+
+    async def read(self) -> None:
+        """Every line, until the script exits (no deadline here: the test waits with its own)."""
+        assert self.script.process.stdout is not None
+        try:
+            while raw := await self.script.process.stdout.readline():
+                kind, _, rest = raw.decode().rstrip("\n").partition(" ")
+                if kind == "BOARD":
+                    await self.boards.put(json.loads(rest))
+                    continue
+                assert kind == "APPLIED", raw
+                async with self.changed:
+                    self.applied = int(rest)
+                    self.changed.notify_all()
+        finally:
+            async with self.changed:
+                self.ended = True
+                self.changed.notify_all()
+
+    async def board(self, applied: int, within: float = 2 * SETTLE_SECONDS) -> dict[str, Any]:
+        """The cache's board, once it has applied as many events as the follower."""
+        async with self.changed:
+            caught_up = self.changed.wait_for(lambda: self.ended or self.applied >= applied)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(caught_up, within)
+        if self.ended:
+            await self.script.process.wait()
+            code, stderr = self.script.process.returncode, await self.script.stderr()
+            raise AssertionError(f"board.mjs exited ({code}): {stderr}")
+        assert self.applied == applied, f"Apollo's cache applied {self.applied} events, not {applied}"
+        await self.script.send("DUMP")
+        return await asyncio.wait_for(self.boards.get(), TIMEOUT)
+
+    async def exit(self) -> None:
+        await self.script.send("EXIT")
+        code = await self.script.exit_code()
+        assert code == 0, (code, await self.script.stderr())
+
+
+async def cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 @dataclass
@@ -192,7 +276,7 @@ async def test_a_board_kept_from_events_equals_the_servers_after_every_round(ser
             title = f"Probe {attempt}"
             known[probe] = (await server.gql(tokens[0], PROBE, id=probe, t=title))["updateTask"]["version"]
             with contextlib.suppress(TimeoutError):
-                while (await follower.event(within=1.0))["task"]["title"] != title:
+                while (probed := await follower.event(within=1.0))["task"]["title"] != title:
                     pass
                 break
         else:
@@ -208,6 +292,8 @@ async def test_a_board_kept_from_events_equals_the_servers_after_every_round(ser
         ]
         try:
             async with contextlib.AsyncExitStack() as stack:
+                # Apollo's side subscribes after the probe's event, so sees the follower's events.
+                cached = await CachedBoard.start(stack, server, tokens[0], project, probed["cursor"])
                 https = [await stack.enter_async_context(http_client(timeout=30)) for _ in writers]
                 for number in range(ROUNDS):
                     shares = [OPS_PER_ROUND // 3 + (i < OPS_PER_ROUND % 3) for i in range(3)]
@@ -226,10 +312,11 @@ async def test_a_board_kept_from_events_equals_the_servers_after_every_round(ser
                     async with follower.changed:  # no event is applied while the boards are compared
                         expected = await server_board(server, tokens[0], project)
                         assert follower.board == expected, f"seed {chosen}, round {number}"
+                    cache = await cached.board(follower.applied)
+                    assert cache == positions(expected), f"seed {chosen}, round {number}: Apollo's cache"
+                await cached.exit()
         finally:
-            following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await following
+            await cancelled(following)
     done: dict[str, int] = {}
     for writer in writers:
         for kind, count in writer.done.items():
