@@ -36,6 +36,7 @@ from tests.node import TIMEOUT, NodeScript, node_for, run_script
 from tests.test_clients import CLIENTS
 
 PACKAGES = ("@apollo/client", "@urql/core", "@pulseboard/client", "graphql", "graphql-ws", "ws")
+SCRIPT_DEADLINE_MS = 180_000
 USER = "writer@example.test"
 
 CREATE_PROJECT = "mutation($name: String!) { createProject(input: {name: $name}) { id } }"
@@ -173,7 +174,9 @@ async def _client(
     if not (CLIENTS / "node_modules/@pulseboard/client/dist/index.js").is_file():
         pytest.fail("clients/js is not built: run `make test` (it builds @pulseboard/client)")
     args = ["--client", client, "--ws-url", server.ws_url, "--project", board.project, "--after", board.start]
-    async with run_script(node, CLIENTS / "resume.mjs", *args) as script:
+    # The script's own deadline spans a whole test (two server starts, reconnect backoff); each
+    # step still has TIMEOUT to show up.
+    async with run_script(node, CLIENTS / "resume.mjs", *args, timeout_ms=SCRIPT_DEADLINE_MS) as script:
         talk = Conversation(script, tokens)
         try:
             yield talk
