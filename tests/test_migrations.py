@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -17,7 +20,7 @@ from tortoise.migrations.autodetector import MigrationAutodetector
 
 import pulseboard.models.migrations
 from pulseboard.app import apply_migrations
-from pulseboard.models import Task, Ticket, TopicCounter
+from pulseboard.models import ProjectMember, Task, Ticket, TopicCounter
 from pulseboard.settings import Settings, tortoise_config
 from tests.conftest import BASE_DATABASE_URL, ON_POSTGRES, _pg, _with_database
 
@@ -85,30 +88,52 @@ async def test_processes_starting_together_migrate_one_at_a_time(tmp_path: Path)
         await _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def test_priority_order_keys_are_filled_in_for_rows_written_before_them(settings: Settings) -> None:
-    # 0006 adds the urgency columns lists order by priority on: rows from before get theirs.
-    config = tortoise_config(settings.database_url)
-    await migrate(config=config, app_labels=["models"], target="models.0005_list_indexes")
+@asynccontextmanager
+async def empty_database(tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of a database with nothing in it, on the backend under test."""
+    if not ON_POSTGRES:
+        yield f"sqlite://{tmp_path / 'empty.sqlite3'}"
+        return
+    name = f"test_empty_{uuid.uuid4().hex[:12]}"
+    await _pg(f'CREATE DATABASE "{name}"')
     try:
-        conn = connections.get("default")
-        await conn.execute_script(
-            "INSERT INTO users (id, sub, email, name, role, created_at)"
-            " VALUES (1, 's', 'a@example.test', 'A', 'MEMBER', CURRENT_TIMESTAMP);"
-            "INSERT INTO projects (id, name, description, created_by_id, created_at)"
-            " VALUES (1, 'P', '', 1, CURRENT_TIMESTAMP);"
-            + "".join(
-                "INSERT INTO tasks (id, project_id, title, description, status, position, priority,"
-                " progress, created_by_id, created_at, updated_at, version)"
-                f" VALUES ({i}, 1, 'T', '', 1, {i}, '{p}', 0, 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1);"
-                for i, p in enumerate(["LOW", "MEDIUM", "HIGH", "URGENT"], start=1)
+        yield _with_database(BASE_DATABASE_URL, name)
+    finally:
+        await _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_a_database_with_rows_from_the_first_migration_on_migrates(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Columns added later to tables that had rows: project roles (0003: the creator owns the
+    # project), urgency (0006: the key lists order by priority on).
+    async with empty_database(tmp_path) as url:
+        config = tortoise_config(url)
+        try:
+            await migrate(config=config, app_labels=["models"], target="models.0001_initial")
+            await connections.get("default").execute_script(
+                "INSERT INTO users (id, sub, email, name, role, created_at) VALUES"
+                " (1, 'a', 'a@example.test', 'A', 'MEMBER', CURRENT_TIMESTAMP),"
+                " (2, 'b', 'b@example.test', 'B', 'MEMBER', CURRENT_TIMESTAMP);"
+                "INSERT INTO projects (id, name, description, created_by_id, created_at)"
+                " VALUES (1, 'P', '', 1, CURRENT_TIMESTAMP);"
+                "INSERT INTO project_members (project_id, user_id, created_at)"
+                " VALUES (1, 1, CURRENT_TIMESTAMP), (1, 2, CURRENT_TIMESTAMP);"
+                + "".join(
+                    "INSERT INTO tasks (id, project_id, title, description, status, position, priority,"
+                    " progress, created_by_id, created_at, updated_at, version) VALUES"
+                    f" ({i}, 1, 'T', '', 1, {i}, '{p}', 0, 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1);"
+                    for i, p in enumerate(["LOW", "MEDIUM", "HIGH", "URGENT"], start=1)
+                )
             )
-        )
-    finally:
-        await Tortoise.close_connections()
-    await apply_migrations(settings)
-    await Tortoise.init(config=config)
-    try:
-        tasks = await Task.all().order_by("urgency").values_list("priority", "urgency")
-        assert [(str(p), u) for p, u in tasks] == [("URGENT", 0), ("HIGH", 1), ("MEDIUM", 2), ("LOW", 3)]
-    finally:
-        await Tortoise.close_connections()
+        finally:
+            await Tortoise.close_connections()
+        await apply_migrations(dataclasses.replace(settings, database_url=url))
+        await Tortoise.init(config=config)
+        try:
+            roles = await ProjectMember.all().order_by("user_id").values_list("user_id", "role")
+            assert [(u, str(r)) for u, r in roles] == [(1, "OWNER"), (2, "MEMBER")]
+            tasks = await Task.all().order_by("urgency").values_list("priority", "urgency")
+            assert [(str(p), u) for p, u in tasks] == [("URGENT", 0), ("HIGH", 1), ("MEDIUM", 2), ("LOW", 3)]
+        finally:
+            await Tortoise.close_connections()

@@ -32,7 +32,10 @@ class ProjectMember(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="project_memberships", on_delete=fields.CASCADE
     )
-    role = fields.CharEnumField(ProjectRole, max_length=16, default=ProjectRole.MEMBER)
+    # db_default: migration 0003 added the column to tables that had rows already.
+    role = fields.CharEnumField(
+        ProjectRole, max_length=16, default=ProjectRole.MEMBER, db_default=ProjectRole.MEMBER.value
+    )
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

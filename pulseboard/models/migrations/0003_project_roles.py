@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='ProjectMember',
             name='role',
-            field=fields.CharEnumField(default=ProjectRole.MEMBER, description='OWNER: OWNER\nMEMBER: MEMBER', enum_type=ProjectRole, max_length=16),
+            field=fields.CharEnumField(default=ProjectRole.MEMBER, db_default='MEMBER', description='OWNER: OWNER\nMEMBER: MEMBER', enum_type=ProjectRole, max_length=16),
         ),
         ops.AddField(
             model_name='User',
