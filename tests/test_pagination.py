@@ -227,6 +227,7 @@ BOTH_WAYS = {
     "comments": f"query($t: ID!, {VARIABLES}) {{ ticket(id: $t) {{ comments({ARGS}) {{ {CONNECTION} }} }} }}",
     "taskComments": f"query($t: ID!, {VARIABLES}) {{ task(id: $t) {{ comments({ARGS}) {{ {CONNECTION} }} }} }}",  # noqa: E501
     "queues": f"query({VARIABLES}) {{ queues({ARGS}) {{ {CONNECTION} }} }}",
+    "users": f"query({VARIABLES}) {{ users({ARGS}) {{ {CONNECTION} }} }}",
 }
 ADMIN_SETUP = """
 mutation($n: String!) { createTeam(input: {name: $n}) { id } }
@@ -293,6 +294,12 @@ async def listing(api: Api, root: str, count: int) -> Listing:
         team = (await api.ok(admin, ADMIN_SETUP, n="Support"))["createTeam"]["id"]
         ids = [(await api.ok(admin, CREATE_QUEUE, t=team))["createQueue"]["id"] for _ in range(count)]
         return Listing(root, admin, {}, ids)
+    if root == "users":  # alice and the people an admin added to her project
+        project_id = (await api.ok(alice, CREATE_PROJECT, name="Board"))["createProject"]["id"]
+        ids = [alice.id] + [(await api.person()).id for _ in range(count - 1)]
+        for user_id in ids[1:]:
+            await api.ok(admin, ADD_MEMBER, p=project_id, u=user_id)
+        return Listing(root, alice, {}, ids)  # in the order they first signed in
     if root == "notifications":
         project_id = (await api.ok(admin, CREATE_PROJECT, name="Board"))["createProject"]["id"]
         await api.ok(admin, ADD_MEMBER, p=project_id, u=alice.id)

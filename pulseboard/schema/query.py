@@ -7,7 +7,16 @@ from typing import Annotated
 import strawberry
 
 from pulseboard.models import TaskStatus, TicketPriority, TicketStatus
-from pulseboard.resolvers import metrics, notifications, preferences, projects, queues, tasks, tickets
+from pulseboard.resolvers import (
+    directory,
+    metrics,
+    notifications,
+    preferences,
+    projects,
+    queues,
+    tasks,
+    tickets,
+)
 from pulseboard.resolvers.tasks import TaskOrder
 from pulseboard.resolvers.tickets import TicketOrder
 from pulseboard.schema.types import (
@@ -31,6 +40,11 @@ SEARCH = strawberry.argument(
     description="Only those whose title or description contains this text, ignoring case"
     " (at most 100 characters; empty searches for nothing, so filters nothing)."
 )
+PEOPLE_SEARCH = strawberry.argument(
+    description="Only those whose name, or a word of it, starts with this text, ignoring case; or"
+    " whose email starts with it (administrators) or is it (everyone else)."
+    " At most 100 characters; empty filters nothing."
+)
 
 
 @strawberry.type
@@ -38,6 +52,37 @@ class Query:
     @strawberry.field(description="The signed-in user.")
     def viewer(self, info: Ctx) -> User:
         return info.context.require_viewer()  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="Someone the viewer shares a project or a team with, or themself (anyone, for"
+        " administrators); anyone else is NOT_FOUND, as an id of nobody."
+    )
+    async def user(self, info: Ctx, id: strawberry.ID) -> User:
+        return await directory.user(info.context, id)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="The people the viewer shares a project or a team with, and themself (everyone,"
+        " for administrators), in the order they first signed in."
+    )
+    async def users(
+        self,
+        info: Ctx,
+        search: Annotated[str | None, PEOPLE_SEARCH] = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[User]:
+        page = await directory.users(
+            info.context,
+            search=search,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            with_count=selects(info, "totalCount"),
+        )
+        return connection(page)
 
     @strawberry.field
     async def project(self, info: Ctx, id: strawberry.ID) -> Project:
