@@ -86,6 +86,24 @@ def _task_admit(viewer: User, project_id: int, message: EventMessage) -> bool:
     return False  # membership changes are not task events
 
 
+# Ticket streams need no check per event: who may see a ticket is settled at subscribe time, since
+# a ticket never changes its queue or its requester and agents are never removed from a team (a
+# role change ends the socket). Their payloads hold nothing the ticket query would not show: the
+# ticket, its changes, the actor and comments, which every viewer of the ticket may read.
+
+
+async def ticket_events(ctx: Context, queue_id: object, after: str | None) -> Feed:
+    """Every ticket change of the queue: for its agents and admins, who see all its tickets."""
+    queue = await access.agent_queue_for(ctx.require_viewer(), queue_id)
+    return await _feed(topics.queue(queue.id), after)
+
+
+async def ticket_updates(ctx: Context, ticket_id: object, after: str | None) -> Feed:
+    """Every change of one ticket: for its requester, its queue's agents and admins."""
+    ticket, _ = await access.ticket_for(ctx.require_viewer(), ticket_id)
+    return await _feed(topics.ticket(ticket.id), after)
+
+
 # Access as of now for streams of a user's own topic. What the viewer may see is read at subscribe
 # time, after the topic's head (`since`): an event up to it is replayed only if it is about a ticket
 # or task the viewer may see now. One after it was authorized when it was written, which is later

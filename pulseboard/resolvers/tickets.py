@@ -171,7 +171,11 @@ async def _apply(tx: Transaction, ticket: Ticket, **values: Any) -> Ticket:
 
 
 def _emit(tx: Transaction, type: str, ticket: Ticket, changes: list[dict[str, Any]], **extra: Any) -> None:
-    tx.emit(topics.queue(ticket.queue_id), type, {"ticket": snapshot(ticket), "changes": changes, **extra})
+    """The change on its queue's stream (ticketEvents) and on the ticket's own (ticketUpdates):
+    each topic numbers its events itself, so a ticket's stream is gap-free on its own."""
+    payload = {"ticket": snapshot(ticket), "changes": changes, **extra}
+    for topic in (topics.queue(ticket.queue_id), topics.ticket(ticket.id)):
+        tx.emit(topic, type, payload)
 
 
 async def _check_assignee(ticket: Ticket, assignee_id: object | None) -> int | None:

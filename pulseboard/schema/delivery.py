@@ -50,10 +50,10 @@ from pulseboard.subscriptions.hub import Hub
 
 # Fields reachable from the subscription payload types whose value or visibility depends on who
 # asks: a User's email and platform role (the user's own and admins' to see; null for others).
-# Every other field of TaskEvent, TicketAssignment, NotificationEvent and QueueMetrics (and the
-# types below them) reads only the event and rows any subscriber of that topic may see. A field
-# added here puts the viewer into the cohort key of every document that selects it;
-# tests/test_cohorts.py checks cohort and per-subscriber delivery stay identical.
+# Every other field of TaskEvent, TicketEvent, TicketAssignment, NotificationEvent and
+# QueueMetrics (and the types below them) reads only the event and rows any subscriber of that
+# topic may see. A field added here puts the viewer into the cohort key of every document that
+# selects it; tests/test_cohorts.py checks cohort and per-subscriber delivery stay identical.
 VIEWER_DEPENDENT: frozenset[tuple[str, str]] = frozenset(
     {
         ("User", "email"),

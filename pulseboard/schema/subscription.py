@@ -15,6 +15,7 @@ from pulseboard.models import Task as TaskRow
 from pulseboard.models import TaskComment as TaskCommentRow
 from pulseboard.models import TaskStatus
 from pulseboard.models import Ticket as TicketRow
+from pulseboard.models import TicketComment as TicketCommentRow
 from pulseboard.resolvers import live
 from pulseboard.resolvers.events import restore
 from pulseboard.resolvers.loaders import Loaders
@@ -28,6 +29,7 @@ from pulseboard.schema.types import (
     TaskComment,
     TaskPosition,
     Ticket,
+    TicketComment,
     User,
     queue_metrics,
 )
@@ -45,6 +47,16 @@ class TaskEventType(Enum):
     ASSIGNED = "ASSIGNED"
     COMPLETED = "COMPLETED"
     DELETED = "DELETED"
+    COMMENTED = "COMMENTED"
+
+
+@strawberry.enum
+class TicketEventType(Enum):
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    STATUS_CHANGED = "STATUS_CHANGED"
+    PRIORITY_CHANGED = "PRIORITY_CHANGED"
+    ASSIGNED = "ASSIGNED"
     COMMENTED = "COMMENTED"
 
 
@@ -79,6 +91,25 @@ class TaskEvent:
         "board stays exactly right."
     )
     comment: TaskComment | None = strawberry.field(
+        description="The comment, on COMMENTED events (null on the others)."
+    )
+    actor_id: strawberry.Private[int | None]
+
+    @strawberry.field
+    async def actor(self, info: Ctx) -> User | None:
+        return await _user(info, self.actor_id)
+
+
+@strawberry.type
+class TicketEvent:
+    cursor: str = strawberry.field(
+        description="Resume after this event with `after` of the field it came from."
+    )
+    type: TicketEventType
+    ticket: Ticket = strawberry.field(description="The ticket as it was right after this change.")
+    changes: list[FieldChange]
+    occurred_at: dt.datetime
+    comment: TicketComment | None = strawberry.field(
         description="The comment, on COMMENTED events (null on the others)."
     )
     actor_id: strawberry.Private[int | None]
@@ -146,6 +177,19 @@ def _task_event(message: EventMessage) -> TaskEvent:
     )
 
 
+def _ticket_event(message: EventMessage) -> TicketEvent:
+    comment = message.payload.get("comment")
+    return TicketEvent(
+        cursor=cursor(message.topic, message.seq),
+        type=TicketEventType(message.type),
+        ticket=restore(TicketRow, message.payload["ticket"]),  # type: ignore[arg-type]
+        changes=_changes(message),
+        occurred_at=message.created_at,
+        comment=None if comment is None else restore(TicketCommentRow, comment),  # type: ignore[arg-type]
+        actor_id=message.actor_id,
+    )
+
+
 def _assignment(message: EventMessage) -> TicketAssignment:
     return TicketAssignment(
         cursor=cursor(message.topic, message.seq),
@@ -184,6 +228,12 @@ def _snapshot(snapshot: QueueMetrics) -> QueueMetricsType:
 # (authorizing once) and how an event becomes the field's value.
 SOURCES = {
     "taskEvents": Source(lambda ctx, a: live.task_events(ctx, a["projectId"], a.get("after")), _task_event),
+    "ticketEvents": Source(
+        lambda ctx, a: live.ticket_events(ctx, a["queueId"], a.get("after")), _ticket_event
+    ),
+    "ticketUpdates": Source(
+        lambda ctx, a: live.ticket_updates(ctx, a["ticketId"], a.get("after")), _ticket_event
+    ),
     "ticketAssigned": Source(
         lambda ctx, a: live.ticket_assignments(ctx, a["userId"], a.get("after")), _assignment
     ),
@@ -203,6 +253,22 @@ class Subscription:
         self, info: Ctx, project_id: strawberry.ID, after: str | None = None
     ) -> AsyncIterator[TaskEvent]:
         return _each(info, await live.task_events(info.context, project_id, after), _task_event)
+
+    @strawberry.subscription(
+        description="Every change to the queue's tickets, for its agents and admins; `after` resumes."
+    )
+    async def ticket_events(
+        self, info: Ctx, queue_id: strawberry.ID, after: str | None = None
+    ) -> AsyncIterator[TicketEvent]:
+        return _each(info, await live.ticket_events(info.context, queue_id, after), _ticket_event)
+
+    @strawberry.subscription(
+        description="Every change to one ticket, for whoever may see it (its requester too); `after` resumes."
+    )
+    async def ticket_updates(
+        self, info: Ctx, ticket_id: strawberry.ID, after: str | None = None
+    ) -> AsyncIterator[TicketEvent]:
+        return _each(info, await live.ticket_updates(info.context, ticket_id, after), _ticket_event)
 
     @strawberry.subscription(description="Tickets assigned to the user (yourself, or anyone for admins).")
     async def ticket_assigned(

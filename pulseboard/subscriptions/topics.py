@@ -11,6 +11,11 @@ def queue(queue_id: int) -> str:
     return f"queue:{queue_id}"
 
 
+def ticket(ticket_id: int) -> str:
+    """One ticket's changes (the same events as its queue's), for its detail view."""
+    return f"ticket:{ticket_id}"
+
+
 def user_tickets(user_id: int) -> str:
     return f"user:{user_id}:tickets"
 
@@ -26,7 +31,7 @@ def access() -> str:
 
 def lock_order(topic: str) -> tuple[int, str]:
     """A total order on topics. Transactions take topic counters in this order, so they cannot
-    deadlock: aggregates (project, queue) first, then per-user streams."""
+    deadlock: aggregates (project, queue) and tickets first, then per-user streams."""
     if topic.endswith(":notifications"):
         return (2, topic)
     if topic.startswith("user:"):
