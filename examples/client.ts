@@ -4,6 +4,7 @@
 
 import {
   BoardDocument,
+  FindPeopleDocument,
   MoveTaskDocument,
   NotificationsDocument,
   PreferencesDocument,
@@ -13,6 +14,8 @@ import {
   UpdateTaskDocument,
   type BoardQuery,
   type BoardQueryVariables,
+  type FindPeopleQuery,
+  type FindPeopleQueryVariables,
   type MoveTaskMutation,
   type MoveTaskMutationVariables,
   type NotificationsQuery,
@@ -130,6 +133,26 @@ export async function openUrgentTickets(queueId: string): Promise<string[]> {
     first: 20,
   });
   return data.tickets.edges.map(({ node }) => `${node.title} (${node.assignee?.name ?? "unassigned"})`);
+}
+
+/** A queue's tickets in the order to work them (most urgent first), optionally searched. */
+export async function triage(queueId: string, search?: string): Promise<string[]> {
+  const data = await request<TicketsQuery, TicketsQueryVariables>(TicketsDocument, {
+    queueId,
+    orderBy: "PRIORITY",
+    search: search ?? null,
+    first: 20,
+  });
+  return data.tickets.edges.map(({ node }) => `[${node.priority}] ${node.title}`);
+}
+
+/** Whom to assign: the first people whose name (or a word of it) starts with `search`. */
+export async function findPeople(search: string): Promise<Array<{ id: string; name: string }>> {
+  const data = await request<FindPeopleQuery, FindPeopleQueryVariables>(FindPeopleDocument, {
+    search,
+    first: 10,
+  });
+  return data.users.edges.map(({ node }) => ({ id: node.id, name: node.name }));
 }
 
 export async function queueHealth(queueId: string): Promise<string> {
