@@ -38,7 +38,7 @@ from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.migrations.api import migrate
 
-from pulseboard import graphiql, http, telemetry
+from pulseboard import graphiql, http, mail, telemetry
 from pulseboard.auth import Verifier, expired
 from pulseboard.errors import AppError, DatabaseFault, ErrorCode, database_fault
 from pulseboard.limits import BodySizeLimit, ConnectionCounter, LoopLag, Shed
@@ -398,6 +398,16 @@ async def readyz(request: Request) -> Response:
     return PlainTextResponse("ready")
 
 
+def _mail_sender(settings: Settings) -> mail.Sender | None:
+    """This worker's e-mail sender, started; None (and a line saying so) without an SMTP server."""
+    if not settings.smtp_url:
+        logger.info("e-mail off: PULSEBOARD_SMTP_URL is not set")
+        return None
+    sender = mail.Sender(settings)
+    sender.start()
+    return sender
+
+
 def create_app(settings: Settings) -> Starlette:
     graphql = GraphQLApp(settings)
     lag = LoopLag()
@@ -439,9 +449,14 @@ def create_app(settings: Settings) -> Starlette:
             await watch.start()
             app.state.access = watch
             access.install(watch)
+            app.state.mail = sender = _mail_sender(settings)
+            mail.install(sender)
             try:
                 yield
             finally:
+                mail.install(None)
+                if sender is not None:
+                    await sender.close()
                 access.install(None)
                 await watch.close()
                 hub.install(None)

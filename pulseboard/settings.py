@@ -119,6 +119,16 @@ class Settings:
     log_format: str = "text"
     # Bearer token that /metrics requires when set; in production /metrics is off without one.
     metrics_token: str = ""
+    # Notification e-mail: smtp://[user:password@]host[:port] (STARTTLS when the server offers
+    # it) or smtps:// (implicit TLS); empty: no e-mail is sent. mail_from is the From address;
+    # public_url the base of the links to tasks and tickets in e-mails (empty: no link).
+    smtp_url: str = ""
+    mail_from: str = ""
+    public_url: str = ""
+    # A failed e-mail is tried again after mail_retry_seconds, doubled per attempt (at most an
+    # hour), and given up after mail_max_attempts attempts.
+    mail_retry_seconds: float = 30.0
+    mail_max_attempts: int = 10
 
     @property
     def production(self) -> bool:
@@ -164,6 +174,7 @@ class Settings:
             )
         if self.workers < 1:
             raise SettingsError("PULSEBOARD_WORKERS must be at least 1")
+        self._check_mail()
         if self.max_batch_size < 0:
             raise SettingsError("PULSEBOARD_MAX_BATCH_SIZE must be 0 (no batching) or more")
         if self.workers > 1 and self.database_url.startswith("sqlite"):
@@ -202,6 +213,28 @@ class Settings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise SettingsError(f"PULSEBOARD_{name.upper()} must be more than 0")
+
+    def _check_mail(self) -> None:
+        if self.smtp_url and not _url_of(self.smtp_url, ("smtp", "smtps")):
+            raise SettingsError("PULSEBOARD_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
+        if self.smtp_url and "@" not in self.mail_from:
+            raise SettingsError("PULSEBOARD_MAIL_FROM must be an e-mail address with PULSEBOARD_SMTP_URL")
+        if self.public_url and not _url_of(self.public_url, ("http", "https")):
+            raise SettingsError("PULSEBOARD_PUBLIC_URL must be an http:// or https:// URL")
+        if not (self.mail_retry_seconds > 0 and self.mail_max_attempts >= 1):
+            raise SettingsError(
+                "PULSEBOARD_MAIL_RETRY_SECONDS must be more than 0, PULSEBOARD_MAIL_MAX_ATTEMPTS at least 1"
+            )
+
+
+def _url_of(value: str, schemes: tuple[str, ...]) -> bool:
+    """Whether `value` is a URL of one of `schemes` with a host (and a port that is a number)."""
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 (reading it checks it)
+    except ValueError:
+        return False
+    return url.scheme in schemes and bool(url.hostname)
 
 
 def _loopback(host: str) -> bool:

@@ -218,7 +218,8 @@ async def test_priority_change_notifies_the_assignee_only(api: Api) -> None:
 # --- preferences silence notifications --------------------------------------------------------
 
 
-async def test_type_turned_off_in_app_is_not_stored(api: Api) -> None:
+async def test_type_turned_off_in_app_is_not_listed(api: Api) -> None:
+    # Not listed, but still delivered to the browser: see test_notification_channels.
     alice, bob = await api.person(), await api.person()
     project = await shared_project(api, alice, bob)
     await api.ok(bob, UPDATE_PREFERENCES, input={"types": [{"type": "TASK_ASSIGNED", "inApp": False}]})

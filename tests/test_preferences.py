@@ -83,6 +83,27 @@ async def test_quiet_hours_set_and_cleared(api: Api) -> None:
     assert (await stored(api, member))["quietHours"] is None
 
 
+@pytest.mark.parametrize(
+    ("sent", "canonical"), [("europe/paris", "Europe/Paris"), ("utc", "UTC"), ("ASIA/TOKYO", "Asia/Tokyo")]
+)
+async def test_time_zones_are_matched_ignoring_case_and_stored_as_iana_spells_them(
+    api: Api, sent: str, canonical: str
+) -> None:
+    member = await api.person()
+    prefs = await update(api, member, quietHours={"start": "22:00", "end": "07:00", "timezone": sent})
+    assert prefs["quietHours"]["timezone"] == canonical
+    assert (await stored(api, member))["quietHours"]["timezone"] == canonical
+
+
+async def test_quiet_hours_that_start_when_they_end_are_none(api: Api) -> None:
+    member = await api.person()
+    await update(api, member, quietHours={"start": "22:00", "end": "07:00", "timezone": "UTC"})
+    # start == end would be quiet never (or always): it is stored as no quiet hours at all.
+    prefs = await update(api, member, quietHours={"start": "08:00", "end": "08:00", "timezone": "UTC"})
+    assert prefs["quietHours"] is None
+    assert (await stored(api, member))["quietHours"] is None
+
+
 @pytest.mark.parametrize("bad", ["25:00", "7pm", "7:00", "22:00\n"])
 @pytest.mark.parametrize("end", [False, True], ids=["start", "end"])
 async def test_bad_quiet_hours_time(api: Api, bad: str, end: bool) -> None:
@@ -96,7 +117,17 @@ async def test_bad_quiet_hours_time(api: Api, bad: str, end: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    "timezone", ["Mars/Olympus_Mons", "Europe/Berlin/", "../etc/passwd", "", "America", "zone.tab", "x" * 300]
+    "timezone",
+    [
+        "Mars/Olympus_Mons",
+        "Europe/Berlin/",
+        "../etc/passwd",
+        "",
+        "America",
+        "zone.tab",
+        "x" * 300,
+        "localtime",
+    ],
 )
 async def test_bad_timezone_stores_nothing(api: Api, timezone: str) -> None:
     member = await api.person()

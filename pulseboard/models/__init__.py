@@ -14,13 +14,14 @@ from pulseboard.models.enums import (
 )
 from pulseboard.models.events import Event, TopicCounter
 from pulseboard.models.idempotency import IdempotencyKey
-from pulseboard.models.notifications import Notification, NotificationPreferences
+from pulseboard.models.notifications import EmailOutbox, Notification, NotificationPreferences
 from pulseboard.models.projects import Project, ProjectMember, Task, TaskComment
 from pulseboard.models.tickets import Queue, Ticket, TicketComment
 from pulseboard.models.users import Team, TeamMember, User
 
 __all__ = [
     "OPEN_TICKET_STATUSES",
+    "EmailOutbox",
     "Event",
     "IdempotencyKey",
     "Notification",

@@ -1,4 +1,4 @@
-"""Notification preferences and stored notifications, both per user."""
+"""Notification preferences, stored notifications and their e-mail outbox, all per user."""
 
 from tortoise import fields
 from tortoise.indexes import Index
@@ -41,6 +41,13 @@ class Notification(Model):
     ticket_id = fields.IntField(null=True)
     read_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # Where it was delivered, decided once when it was made (resolvers/notifications.decide). Rows
+    # written before these existed were in-app only: the database defaults say so.
+    in_app = fields.BooleanField(default=True, db_default=True)  # listed and counted
+    browser = fields.BooleanField(default=False, db_default=False)  # for a pop-up now
+    email = fields.BooleanField(default=False, db_default=False)  # an EmailOutbox row was written
+    sound = fields.BooleanField(default=False, db_default=False)  # the pop-up may play a sound
+    quiet = fields.BooleanField(default=False, db_default=False)  # the recipient was in quiet hours
 
     class Meta:
         table = "notifications"
@@ -49,4 +56,34 @@ class Notification(Model):
             Index(fields=("user_id", "id"), name="notifications_user_idx"),
             # Unread ones: unreadCount, unreadOnly and markAllNotificationsRead.
             Index(fields=("user_id", "read_at"), name="notifications_user_read_idx"),
+        ]
+
+
+class EmailOutbox(Model):
+    """One e-mail per notification, rendered when the notification was made and sent by
+    pulseboard/mail.py: due once next_attempt_at has passed, held by a sender until
+    claimed_until, done once sent_at or failed_at is set. Everything a sender needs is here, so
+    a restart or another worker carries on."""
+
+    id = fields.IntField(primary_key=True)
+    # Unique: a notification gets one e-mail. A plain id, as Notification's own: it is sent even
+    # if the notification is deleted meanwhile.
+    notification_id = fields.IntField(unique=True)
+    recipient = fields.CharField(max_length=255)
+    subject = fields.CharField(max_length=300)
+    text_body = fields.TextField()
+    html_body = fields.TextField()
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField()
+    claimed_until = fields.DatetimeField(null=True)
+    sent_at = fields.DatetimeField(null=True)
+    failed_at = fields.DatetimeField(null=True)  # given up: a permanent refusal or too many attempts
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "email_outbox"
+        indexes = [
+            # The senders' scan for due rows (those neither sent nor given up).
+            Index(fields=("sent_at", "failed_at", "next_attempt_at"), name="email_outbox_due_idx"),
         ]

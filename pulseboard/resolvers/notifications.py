@@ -1,5 +1,11 @@
 """Stored notifications: created for the people an event concerns who may see what it is about,
-as their preferences allow; listed, counted, read and streamed only while the viewer still may.
+delivered on the channels their preferences and quiet hours allow (decided once, at creation,
+and stored with the row); listed, counted, read and streamed only while the viewer still may.
+
+A notification is stored when any channel takes it. Only in-app ones are listed and counted;
+those for the browser or in-app are announced on the user's topic (the `notifications`
+subscription, where a browser-only one arrives without ever being listed); e-mailed ones get an
+outbox row in the same transaction (resolvers/outbox, sent by pulseboard/mail).
 
 Access is checked as of now. At creation, only recipients who may see the task (members of its
 project) or the ticket (its requester, agents of its queue's team, admins) get one. At delivery,
@@ -9,7 +15,9 @@ may see now (in SQL). Every event on a user's notifications topic carries, per n
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tortoise import timezone
@@ -17,6 +25,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
+from pulseboard import mail
 from pulseboard.errors import bad_input, not_found
 from pulseboard.models import (
     Notification,
@@ -30,7 +39,7 @@ from pulseboard.models import (
     Ticket,
     User,
 )
-from pulseboard.resolvers import access
+from pulseboard.resolvers import access, outbox, preferences
 from pulseboard.resolvers.access import parse_id
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.events import Transaction, snapshot, transaction
@@ -40,13 +49,47 @@ from pulseboard.subscriptions import topics
 MARK_MAX = 100  # ids per markNotificationsRead; markAllNotificationsRead covers the rest
 
 
-def wants(
-    prefs: NotificationPreferences | None, type: NotificationType, channel: NotificationChannel
-) -> bool:
-    """Whether a user's preferences let `type` through on `channel` (no preferences: all on)."""
-    if prefs is None:
-        return True
-    return prefs.enabled and prefs.channels.get(type.value, {}).get(channel.value, True)
+@dataclass(frozen=True)
+class Delivery:
+    """Where one notification goes. Quiet hours silence the browser (and its sound) and hold the
+    e-mail until they end; in-app notifications are stored whatever the hour."""
+
+    in_app: bool
+    browser: bool
+    email: bool
+    sound: bool
+    quiet_until: dt.datetime | None  # the end of the quiet hours it came in, if it did
+
+    @property
+    def stored(self) -> bool:
+        return self.in_app or self.browser or self.email
+
+    @property
+    def announced(self) -> bool:
+        """On the user's topic: what the in-app list and browser pop-ups both listen to."""
+        return self.in_app or self.browser
+
+
+def decide(
+    prefs: NotificationPreferences | None, type: NotificationType, now: dt.datetime, *, email: bool
+) -> Delivery:
+    """The channels a user's preferences (none stored: the defaults, all on) let `type` through
+    at `now`. `email`: whether e-mail can reach them at all (a sender is configured, they have an
+    address). The sound goes with the browser pop-up, so never in quiet hours either."""
+    prefs = prefs or NotificationPreferences()
+    on = preferences.channels_for(prefs, type)
+    if not prefs.enabled:
+        on = dict.fromkeys(on, False)
+    quiet = preferences.quiet_hours(prefs)
+    until = quiet.until(now) if quiet else None
+    browser = on[NotificationChannel.BROWSER] and until is None
+    return Delivery(
+        in_app=on[NotificationChannel.IN_APP],
+        browser=browser,
+        email=on[NotificationChannel.EMAIL] and email,
+        sound=prefs.sound and browser,
+        quiet_until=until,
+    )
 
 
 Subject = dict[str, Any]
@@ -111,9 +154,9 @@ async def notify(
     task: Task | None = None,
     ticket: Ticket | None = None,
 ) -> list[Notification]:
-    """Store an in-app notification about `task` or `ticket` for each recipient but the actor who
-    may see it now, where their preferences allow (two queries for all recipients, then one
-    insert each)."""
+    """Store a notification about `task` or `ticket` for each recipient but the actor who may see
+    it now, on the channels their preferences allow now (three queries for all recipients; then
+    per recipient an insert, and the announcement's unread count and the e-mail as decided)."""
     users = sorted({r for r in recipients if r is not None and r != tx.actor_id})
     if not users:
         return []
@@ -122,37 +165,60 @@ async def notify(
     if not users:
         return []
     subject = subject_of_task(task) if task else subject_of_ticket(ticket) if ticket else {}
+    people = await User.filter(id__in=users).order_by("id").using_db(tx.conn)
     prefs = {p.user_id: p for p in await NotificationPreferences.filter(user_id__in=users).using_db(tx.conn)}
+    sender, now = mail.current(), timezone.now()
     created = []
-    for user_id in users:
-        if not wants(prefs.get(user_id), type, NotificationChannel.IN_APP):
+    for person in people:
+        delivery = decide(prefs.get(person.id), type, now, email=sender is not None and bool(person.email))
+        if not delivery.stored:
             continue
         notification = await Notification.create(
-            user_id=user_id,
+            user_id=person.id,
             type=type,
             title=title[:300],
             body=body,
             task_id=task.id if task else None,
             ticket_id=ticket.id if ticket else None,
+            in_app=delivery.in_app,
+            browser=delivery.browser,
+            email=delivery.email,
+            sound=delivery.sound,
+            quiet=delivery.quiet_until is not None,
             using_db=tx.conn,
         )
-        tx.emit(
-            topics.user_notifications(user_id),
-            "CREATED",
-            {"notifications": [payload_row(notification, subject)]},
-        )
+        if sender is not None and delivery.email:
+            due = delivery.quiet_until or now
+            await outbox.enqueue(
+                tx.conn, notification, recipient=person.email, due=due, public_url=sender.public_url
+            )
+        if delivery.announced:
+            await _announce(tx, person, "CREATED", [payload_row(notification, subject)])
         created.append(notification)
     return created
 
 
+async def _announce(tx: Transaction, viewer: User, type: str, rows: list[dict[str, Any]]) -> None:
+    """An event on the viewer's topic with their unread count after the change, counted here
+    once rather than by every delivery of the event."""
+    unread = await _unread(viewer).using_db(tx.conn).count()
+    tx.emit(topics.user_notifications(viewer.id), type, {"notifications": rows, "unreadCount": unread})
+
+
 def visible(viewer: User) -> QuerySet[Notification]:
-    """The viewer's notifications whose task or ticket they may see now (one statement; a
-    notification about a task that no longer exists is not shown: who may see it cannot be told)."""
+    """The viewer's in-app notifications whose task or ticket they may see now (one statement; a
+    notification about a task that no longer exists is not shown: who may see it cannot be told).
+    Those delivered to the browser or by e-mail only are not the list's."""
     return Notification.filter(
         Q(task_id__isnull=True) | Q(task_id__in=access.visible_task_ids(viewer)),
         Q(ticket_id__isnull=True) | Q(ticket_id__in=access.visible_ticket_ids(viewer)),
         user_id=viewer.id,
+        in_app=True,
     )
+
+
+def _unread(viewer: User) -> QuerySet[Notification]:
+    return visible(viewer).filter(read_at__isnull=True)
 
 
 async def notifications(
@@ -182,8 +248,7 @@ async def notifications(
 
 
 async def unread_count(ctx: Context) -> int:
-    viewer = ctx.require_viewer()
-    return await visible(viewer).filter(read_at__isnull=True).count()
+    return await _unread(ctx.require_viewer()).count()
 
 
 async def _subjects(conn: BaseDBAsyncClient, rows: Sequence[Notification]) -> dict[int, Subject]:
@@ -222,7 +287,7 @@ async def mark_read(ctx: Context, *, ids: Sequence[object]) -> list[Notification
         missing = [i for i in wanted if i not in rows]
         if missing:
             raise not_found("Notification", missing[0])
-        await _mark(tx, [n for n in rows.values() if n.read_at is None])
+        await _mark(tx, viewer, [n for n in rows.values() if n.read_at is None])
     return [rows[i] for i in dict.fromkeys(wanted)]
 
 
@@ -230,25 +295,20 @@ async def mark_all_read(ctx: Context) -> int:
     """Marks read those the viewer may still see (the others are not theirs to know of)."""
     viewer = ctx.require_viewer()
     async with transaction(viewer.id) as tx:
-        unread = await visible(viewer).filter(read_at__isnull=True).using_db(tx.conn)
-        await _mark(tx, unread)
+        unread = await _unread(viewer).using_db(tx.conn)
+        await _mark(tx, viewer, unread)
     return len(unread)
 
 
-async def _mark(tx: Transaction, unread: list[Notification]) -> None:
+async def _mark(tx: Transaction, viewer: User, unread: list[Notification]) -> None:
     if not unread:
         return
     now = timezone.now()
     await Notification.filter(id__in=[n.id for n in unread]).using_db(tx.conn).update(read_at=now)
     for notification in unread:
         notification.read_at = now
-    user_id = unread[0].user_id
     subjects = await _subjects(tx.conn, unread)
-    tx.emit(
-        topics.user_notifications(user_id),
-        "READ",
-        {"notifications": [payload_row(n, subjects[n.id]) for n in unread]},
-    )
+    await _announce(tx, viewer, "READ", [payload_row(n, subjects[n.id]) for n in unread])
 
 
 async def delete_notification(ctx: Context, *, notification_id: object) -> Notification:
@@ -260,6 +320,5 @@ async def delete_notification(ctx: Context, *, notification_id: object) -> Notif
             raise not_found("Notification", notification_id)
         subjects = await _subjects(tx.conn, [notification])
         await notification.delete(using_db=tx.conn)
-        row = payload_row(notification, subjects[notification.id])
-        tx.emit(topics.user_notifications(viewer.id), "DELETED", {"notifications": [row]})
+        await _announce(tx, viewer, "DELETED", [payload_row(notification, subjects[notification.id])])
     return notification

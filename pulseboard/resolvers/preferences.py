@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 from pulseboard.errors import bad_input
 from pulseboard.models import NotificationChannel, NotificationPreferences, NotificationType
 from pulseboard.resolvers.context import Context
 
 _CLOCK = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
-TIMEZONE_MAX = 64  # the column's width; every IANA name is far shorter
 
 
 @dataclass(frozen=True)
 class QuietHours:
+    """From `start` (included) to `end` (excluded), local times HH:MM in `timezone`; a start
+    after the end spans midnight. start == end is no quiet hours: stored as none, and a period
+    of no length that until() never finds `now` in."""
+
     start: str
     end: str
     timezone: str
+
+    def until(self, now: dt.datetime) -> dt.datetime | None:
+        """When the quiet period `now` (aware) falls in ends, or None outside quiet hours."""
+        local = now.astimezone(ZoneInfo(self.timezone))
+        clock = local.strftime("%H:%M")
+        wraps = self.start > self.end
+        inside = (clock >= self.start or clock < self.end) if wraps else self.start <= clock < self.end
+        if not inside:
+            return None
+        hour, minute = map(int, self.end.split(":"))
+        end = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if end <= local:  # tomorrow's end (the period spans midnight); wall-clock arithmetic
+            end += dt.timedelta(days=1)
+        return end.astimezone(dt.UTC)
+
+
+@functools.cache
+def _timezones() -> dict[str, str]:
+    """IANA names by their lowercase spelling. Not `localtime`: that is the server's zone."""
+    return {name.lower(): name for name in available_timezones() if name != "localtime"}
 
 
 async def preferences(ctx: Context) -> NotificationPreferences:
@@ -40,16 +65,16 @@ def quiet_hours(prefs: NotificationPreferences) -> QuietHours | None:
     return None
 
 
-def _check_quiet_hours(value: QuietHours) -> None:
+def _checked_quiet_hours(value: QuietHours) -> QuietHours | None:
+    """`value` with its time zone spelled as IANA does ("europe/paris" is Europe/Paris); None
+    when start == end, which silences nothing."""
     for name in ("start", "end"):
         if not _CLOCK.fullmatch(getattr(value, name)):
             raise bad_input(f"quietHours.{name}", f"quietHours.{name} must be a time like 22:00.")
-    try:
-        if len(value.timezone) > TIMEZONE_MAX:
-            raise ValueError(value.timezone)
-        ZoneInfo(value.timezone)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory such as "America"
-        raise bad_input("quietHours.timezone", f"Unknown time zone {value.timezone!r}.") from None
+    timezone = _timezones().get(value.timezone.lower())
+    if timezone is None:
+        raise bad_input("quietHours.timezone", f"Unknown time zone {value.timezone!r}.")
+    return None if value.start == value.end else replace(value, timezone=timezone)
 
 
 async def update_preferences(
@@ -66,9 +91,7 @@ async def update_preferences(
                 raise bad_input(name, f"{name} cannot be null.")
             setattr(prefs, name, values[name])
     if "quietHours" in values:
-        quiet = values["quietHours"]
-        if quiet is not None:
-            _check_quiet_hours(quiet)
+        quiet = values["quietHours"] and _checked_quiet_hours(values["quietHours"])
         prefs.quiet_start = quiet.start if quiet else None
         prefs.quiet_end = quiet.end if quiet else None
         prefs.quiet_timezone = quiet.timezone if quiet else None

@@ -146,9 +146,19 @@ class NotificationEvent:
     cursor: str
     type: NotificationEventType
     notifications: list[Notification] = strawberry.field(
-        description="The notification created or deleted, or those marked read."
+        description="The notification created or deleted, or those marked read. A CREATED one "
+        "whose delivery says inApp: false is for the browser only: no list shows it."
     )
     occurred_at: dt.datetime
+    unread_count: int | None = strawberry.field(
+        description="The viewer's unread notifications right after this change (null on events "
+        "logged before it was recorded)."
+    )
+    actor_id: strawberry.Private[int | None]
+
+    @strawberry.field(description="Whose change caused it (the viewer, for their own reads and deletes).")
+    async def actor(self, info: Ctx) -> User | None:
+        return await _user(info, self.actor_id)
 
 
 def _changes(message: EventMessage) -> list[FieldChange]:
@@ -208,6 +218,8 @@ def _notification_event(message: EventMessage) -> NotificationEvent:
         type=NotificationEventType(message.type),
         notifications=rows,  # type: ignore[arg-type]
         occurred_at=message.created_at,
+        unread_count=message.payload.get("unreadCount"),
+        actor_id=message.actor_id,
     )
 
 

@@ -10,6 +10,7 @@ import strawberry
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
+from pulseboard.models import Notification as NotificationRow
 from pulseboard.models import (
     NotificationChannel,
     NotificationType,
@@ -313,6 +314,17 @@ class TicketComment(_Comment):
     pass
 
 
+@strawberry.type(description="Where a notification went, decided once when it was made.")
+class NotificationDelivery:
+    in_app: bool = strawberry.field(description="Listed by `notifications` and counted as unread.")
+    browser: bool = strawberry.field(description="For a browser pop-up now (never in quiet hours).")
+    email: bool = strawberry.field(
+        description="An e-mail is sent (when the recipient was in quiet hours, once they ended)."
+    )
+    sound: bool = strawberry.field(description="The pop-up may play a sound (sound on, and browser).")
+    quiet: bool = strawberry.field(description="It came in the recipient's quiet hours.")
+
+
 @strawberry.type(name="Notification")
 class Notification:
     id: strawberry.ID
@@ -323,6 +335,13 @@ class Notification:
     created_at: dt.datetime
     task_id: strawberry.ID | None = strawberry.field(description="The task it is about, if any.")
     ticket_id: strawberry.ID | None = strawberry.field(description="The ticket it is about, if any.")
+
+    @strawberry.field(description="Its channels, as the recipient's preferences and hours were then.")
+    def delivery(self) -> NotificationDelivery:
+        row: NotificationRow = self  # type: ignore[assignment]
+        return NotificationDelivery(
+            in_app=row.in_app, browser=row.browser, email=row.email, sound=row.sound, quiet=row.quiet
+        )
 
 
 @strawberry.type
@@ -342,7 +361,11 @@ class NotificationTypePreference:
     email: bool
 
 
-@strawberry.type
+@strawberry.type(
+    description="Browser pop-ups are silenced and e-mail held from start (included) to end"
+    " (excluded); a start after the end spans midnight; a start equal to the end is no quiet hours"
+    " (stored as null). In-app notifications are always stored."
+)
 class QuietHours:
     start: str = strawberry.field(description="Local time HH:MM when quiet hours begin.")
     end: str = strawberry.field(description="Local time HH:MM when quiet hours end.")
