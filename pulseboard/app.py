@@ -38,7 +38,7 @@ from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.migrations.api import migrate
 
-from pulseboard import graphiql, http, mail, telemetry
+from pulseboard import graphiql, http, mail, reminders, telemetry
 from pulseboard.auth import Verifier, expired
 from pulseboard.errors import AppError, DatabaseFault, ErrorCode, database_fault
 from pulseboard.limits import BodySizeLimit, ConnectionCounter, LoopLag, Shed
@@ -451,9 +451,12 @@ def create_app(settings: Settings) -> Starlette:
             access.install(watch)
             app.state.mail = sender = _mail_sender(settings)
             mail.install(sender)
+            sweeper = reminders.Sweeper(settings)
+            sweeper.start()
             try:
                 yield
             finally:
+                await sweeper.close()
                 mail.install(None)
                 if sender is not None:
                     await sender.close()

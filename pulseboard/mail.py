@@ -10,9 +10,7 @@ every copy has the same Message-ID, by which mail systems drop duplicates."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -22,10 +20,9 @@ import aiosmtplib
 from tortoise import timezone
 
 from pulseboard.models import EmailOutbox
+from pulseboard.periodic import Periodic, logger
 from pulseboard.resolvers import outbox
 from pulseboard.settings import Settings
-
-logger = logging.getLogger("pulseboard")
 
 POLL_SECONDS = 1.0  # how often a sender looks for due rows
 SEND_TIMEOUT_SECONDS = 60.0  # one message, connection to QUIT
@@ -63,46 +60,28 @@ def _permanent(error: Exception) -> bool:
     return isinstance(error, aiosmtplib.SMTPResponseException) and error.code >= 500
 
 
-class Sender:
+class Sender(Periodic):
     """The worker's sender task. `clock` is the time rows are due by (a parameter for tests that
     must pass quiet hours without waiting for them)."""
 
+    name = "e-mail sender"
+
     def __init__(self, settings: Settings, *, clock: Callable[[], dt.datetime] = timezone.now) -> None:
+        super().__init__(POLL_SECONDS)
         self.smtp = Smtp.from_url(settings.smtp_url)
         self.mail_from = settings.mail_from
         self.public_url = settings.public_url.rstrip("/")
         self.retry_seconds = settings.mail_retry_seconds
         self.max_attempts = settings.mail_max_attempts
         self.clock = clock
-        self._task: asyncio.Task[None] | None = None
-        self._closed = asyncio.Event()
-        self._failing = False
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="pulseboard-mail")
-
-    async def close(self) -> None:
+    async def close(self, grace: float | None = CLOSE_GRACE_SECONDS) -> None:
         """Lets the batch being sent finish (CLOSE_GRACE_SECONDS at most); sends cut short then
         give their rows back for any sender to take at once."""
-        self._closed.set()
-        if self._task is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._task, CLOSE_GRACE_SECONDS)  # cancels it at the deadline
+        await super().close(grace)
 
-    async def _run(self) -> None:
-        while not self._closed.is_set():
-            try:
-                await self.send_due()
-            except Exception as error:  # the database is down: the rows wait in the table
-                if not self._failing:
-                    logger.warning("e-mail sender paused: %s: %s", type(error).__name__, error)
-                self._failing = True
-            else:
-                if self._failing:
-                    logger.warning("e-mail sender resumed")
-                self._failing = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), POLL_SECONDS)
+    async def step(self) -> int:
+        return await self.send_due()
 
     async def send_due(self) -> int:
         """Sends what is due now; how many rows it claimed."""

@@ -129,6 +129,8 @@ class Settings:
     # hour), and given up after mail_max_attempts attempts.
     mail_retry_seconds: float = 30.0
     mail_max_attempts: int = 10
+    # How often each worker looks for due-date reminders that have fallen due.
+    reminder_interval_seconds: float = 30.0
 
     @property
     def production(self) -> bool:
@@ -209,7 +211,12 @@ class Settings:
             )
         if not (math.isfinite(self.jwt_max_lifetime_days) and self.jwt_max_lifetime_days >= 0):
             raise SettingsError("PULSEBOARD_JWT_MAX_LIFETIME_DAYS must be a number of days (0: no limit)")
-        for name in ("jwt_jwks_cache_seconds", "jwt_jwks_refetch_seconds", "idempotency_retention_seconds"):
+        for name in (
+            "jwt_jwks_cache_seconds",
+            "jwt_jwks_refetch_seconds",
+            "idempotency_retention_seconds",
+            "reminder_interval_seconds",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise SettingsError(f"PULSEBOARD_{name.upper()} must be more than 0")

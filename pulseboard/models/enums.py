@@ -56,6 +56,8 @@ class NotificationType(StrEnum):
     TICKET_STATUS_CHANGED = "TICKET_STATUS_CHANGED"
     TICKET_PRIORITY_CHANGED = "TICKET_PRIORITY_CHANGED"
     TICKET_COMMENTED = "TICKET_COMMENTED"
+    TASK_DUE_SOON = "TASK_DUE_SOON"  # the assignee's lead time before dueAt has begun
+    TASK_OVERDUE = "TASK_OVERDUE"  # dueAt has passed and the task is not done
 
 
 class NotificationChannel(StrEnum):

@@ -21,6 +21,8 @@ class NotificationPreferences(Model):
     quiet_start = fields.CharField(max_length=5, null=True)
     quiet_end = fields.CharField(max_length=5, null=True)
     quiet_timezone = fields.CharField(max_length=64, null=True)
+    # How long before a task's due date its assignee hears it is due soon.
+    due_reminder_minutes = fields.IntField(default=60, db_default=60)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:

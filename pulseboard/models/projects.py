@@ -73,6 +73,8 @@ class Task(Model):
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
     completed_at = fields.DatetimeField(null=True)
+    # When the next due-date reminder falls due (resolvers/reminders); null: none is pending.
+    remind_at = fields.DatetimeField(null=True)
     version = fields.IntField(default=1)
 
     class Meta:
@@ -88,6 +90,8 @@ class Task(Model):
             # first within.
             Index(fields=("project_id", "id"), name="tasks_project_idx"),
             Index(fields=("project_id", "urgency", "id"), name="tasks_priority_idx"),
+            # The reminder sweep: the rows due by now, soonest first.
+            Index(fields=("remind_at",), name="tasks_remind_idx"),
         ]
 
 

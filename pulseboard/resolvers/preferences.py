@@ -10,11 +10,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
+from tortoise.transactions import in_transaction
+
 from pulseboard.errors import bad_input
 from pulseboard.models import NotificationChannel, NotificationPreferences, NotificationType
+from pulseboard.resolvers import reminders
 from pulseboard.resolvers.context import Context
+from pulseboard.resolvers.validation import int_range
 
 _CLOCK = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+LEAD_MAX_MINUTES = 7 * 24 * 60  # a due-soon reminder at most a week ahead
 
 
 @dataclass(frozen=True)
@@ -95,10 +100,21 @@ async def update_preferences(
         prefs.quiet_start = quiet.start if quiet else None
         prefs.quiet_end = quiet.end if quiet else None
         prefs.quiet_timezone = quiet.timezone if quiet else None
+    if "dueReminderMinutes" in values:
+        prefs.due_reminder_minutes = _checked_lead(values["dueReminderMinutes"])
     channels = {k: dict(v) for k, v in prefs.channels.items()}
     for type, settings in types:
         entry = channels.setdefault(type.value, {})
         entry.update({channel.value: on for channel, on in settings.items()})
     prefs.channels = channels
-    await prefs.save()
+    async with in_transaction() as conn:
+        await prefs.save(using_db=conn)
+        if "dueReminderMinutes" in values:  # pending due-soon reminders move with the lead time
+            await reminders.rearm(conn, prefs.user_id, dt.timedelta(minutes=prefs.due_reminder_minutes))
     return prefs
+
+
+def _checked_lead(minutes: int | None) -> int:
+    if minutes is None:
+        raise bad_input("dueReminderMinutes", "dueReminderMinutes cannot be null.")
+    return int_range("dueReminderMinutes", minutes, 1, LEAD_MAX_MINUTES)

@@ -14,7 +14,7 @@ from tortoise.queryset import QuerySet
 
 from pulseboard.errors import AppError, bad_input, conflict, not_found
 from pulseboard.models import NotificationType, Project, Task, TaskComment, TaskPriority, TaskStatus, urgency
-from pulseboard.resolvers import access, notifications
+from pulseboard.resolvers import access, notifications, reminders
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.events import Transaction, change, snapshot, transaction
 from pulseboard.resolvers.pagination import Page, decode_cursor, encode_cursor, page_args, page_of, paginate
@@ -163,6 +163,9 @@ async def _apply(tx: Transaction, task: Task, **values: Any) -> Task:
     """Conditional update: only the version we read may be changed, never a lost write."""
     if "priority" in values:
         values["urgency"] = urgency(values["priority"])
+    if reminders.ARMING & values.keys():  # a new due date, assignee or column: reminders move
+        state = {name: values.get(name, getattr(task, name)) for name in reminders.ARMING}
+        values["remind_at"] = await reminders.remind_at(tx.conn, **state)
     updated = (
         await Task.filter(id=task.id, version=task.version)
         .using_db(tx.conn)
@@ -254,6 +257,7 @@ async def create_task(
             created_by_id=viewer.id,
             completed_at=timezone.now() if status == TaskStatus.DONE else None,
             progress=100 if status == TaskStatus.DONE else 0,
+            remind_at=await reminders.remind_at(tx.conn, due_at=due_at, assignee_id=assignee, status=status),
             using_db=tx.conn,
         )
         _emit(tx, "CREATED", created, [])

@@ -110,6 +110,7 @@ class UpdatePreferencesInput:
     sound: bool | None = strawberry.UNSET
     types: list[NotificationTypePreferenceInput] | None = strawberry.UNSET
     quiet_hours: QuietHoursInput | None = strawberry.UNSET
+    due_reminder_minutes: int | None = strawberry.UNSET
 
 
 def preference_changes(

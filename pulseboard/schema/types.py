@@ -376,6 +376,10 @@ class QuietHours:
 class Preferences:
     enabled: bool = strawberry.field(description="Master switch: off silences every channel.")
     sound: bool
+    due_reminder_minutes: int = strawberry.field(
+        description="How long before a task's due date its assignee is told it is due soon"
+        " (TASK_DUE_SOON; 1 minute to 7 days, 60 unless set)."
+    )
 
     @strawberry.field
     def types(self) -> list[NotificationTypePreference]:
