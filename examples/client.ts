@@ -188,6 +188,26 @@ export async function quietNights(timezone: string): Promise<boolean> {
   return data.updatePreferences.quietHours?.timezone === timezone;
 }
 
+/** Hear about due tasks two hours ahead; true once the server says so. */
+export async function remindEarlier(): Promise<boolean> {
+  const data = await request<UpdatePreferencesMutation, UpdatePreferencesMutationVariables>(
+    UpdatePreferencesDocument,
+    { input: { dueReminderMinutes: 120 } },
+  );
+  return data.updatePreferences.dueReminderMinutes === 120;
+}
+
+/** The unread notifications a browser should pop up now (not in quiet hours), with sound or not. */
+export async function popUps(): Promise<Array<{ title: string; sound: boolean }>> {
+  const data = await request<NotificationsQuery, NotificationsQueryVariables>(NotificationsDocument, {
+    first: 20,
+    unreadOnly: true,
+  });
+  return data.notifications.edges
+    .filter(({ node }) => node.delivery.browser)
+    .map(({ node }) => ({ title: node.title, sound: node.delivery.sound }));
+}
+
 // Wrong usages the generated types must reject. If they were `any`, or named differently from
 // the wire (snake_case), these directives would be unused and tsc would fail.
 export function rejected(data: NotificationsQuery, metrics: QueueMetricsQuery): void {
