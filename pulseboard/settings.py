@@ -66,6 +66,9 @@ class Settings:
     # (not a browser) and same-origin ones need no entry. See `origins`.
     allowed_origins: tuple[str, ...] = ()
     metrics_interval_seconds: float = 30.0
+    # A presence entry not refreshed by its worker's heartbeat (every third of it) for this long is
+    # dropped: the worker died.
+    presence_ttl_seconds: float = 30.0
     connection_init_timeout_seconds: float = 10.0
     max_subscriptions_per_connection: int = 100
     ws_per_message_deflate: bool = False
@@ -215,6 +218,7 @@ class Settings:
             "jwt_jwks_cache_seconds",
             "jwt_jwks_refetch_seconds",
             "idempotency_retention_seconds",
+            "presence_ttl_seconds",
             "reminder_interval_seconds",
         ):
             value = getattr(self, name)

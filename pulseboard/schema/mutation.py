@@ -7,7 +7,7 @@ from typing import Any
 import strawberry
 
 from pulseboard.models import ProjectRole, Role, TaskStatus, TicketPriority, TicketStatus
-from pulseboard.resolvers import notifications, preferences, projects, queues, tasks, tickets, users
+from pulseboard.resolvers import notifications, preferences, presence, projects, queues, tasks, tickets, users
 from pulseboard.schema.errors import RetryConflicts
 from pulseboard.schema.inputs import (
     BulkUpdateTicketsInput,
@@ -254,3 +254,17 @@ class Mutation:
     @mutation
     async def delete_notification(self, info: Ctx, id: strawberry.ID) -> Notification:
         return await notifications.delete_notification(info.context, notification_id=id)  # type: ignore[return-value]
+
+    @mutation(
+        description="Says which task the viewer looks at (taskId) and whether they edit it, on every "
+        "presence subscription they have open for the project. False, with nothing done, when they "
+        "have none."
+    )
+    async def set_presence(
+        self,
+        info: Ctx,
+        project_id: strawberry.ID,
+        task_id: strawberry.ID | None = None,
+        editing: bool = False,
+    ) -> bool:
+        return await presence.set_presence(info.context, project_id, task_id, editing)

@@ -16,7 +16,7 @@ from pulseboard.models import TaskComment as TaskCommentRow
 from pulseboard.models import TaskStatus
 from pulseboard.models import Ticket as TicketRow
 from pulseboard.models import TicketComment as TicketCommentRow
-from pulseboard.resolvers import live
+from pulseboard.resolvers import live, presence
 from pulseboard.resolvers.events import restore
 from pulseboard.resolvers.loaders import Loaders
 from pulseboard.resolvers.metrics import QueueMetrics
@@ -35,6 +35,7 @@ from pulseboard.schema.types import (
 )
 from pulseboard.subscriptions.encoding import EventMessage, cursor
 from pulseboard.subscriptions.metrics import Watcher
+from pulseboard.subscriptions.presence import Change, Inbox, Viewer
 
 T = TypeVar("T")
 
@@ -223,6 +224,54 @@ def _notification_event(message: EventMessage) -> NotificationEvent:
     )
 
 
+@strawberry.enum
+class PresenceEventType(Enum):
+    SNAPSHOT = "SNAPSHOT"
+    JOINED = "JOINED"
+    CHANGED = "CHANGED"
+    LEFT = "LEFT"
+
+
+@strawberry.type(description="One person viewing a project, however many tabs or sockets they have open.")
+class Presence:
+    task_id: strawberry.ID | None = strawberry.field(
+        description="The task they look at (their tab editing one, else the one they set last)."
+    )
+    editing: bool
+    since: dt.datetime = strawberry.field(description="Since when they have been viewing (their first tab).")
+    user_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def user(self, info: Ctx) -> User:
+        return await _user(info, self.user_id)  # type: ignore[return-value]
+
+
+@strawberry.type
+class PresenceEvent:
+    type: PresenceEventType
+    viewers: list[Presence] = strawberry.field(
+        description="Everyone viewing the project after this change, the subscriber included, by arrival."
+    )
+    user_id: strawberry.Private[int | None]
+
+    @strawberry.field(description="Who joined, changed or left (null on SNAPSHOT).")
+    async def user(self, info: Ctx) -> User | None:
+        return await _user(info, self.user_id)
+
+
+def _presence(viewer: Viewer) -> Presence:
+    task_id = None if viewer.task_id is None else strawberry.ID(str(viewer.task_id))
+    return Presence(task_id=task_id, editing=viewer.editing, since=viewer.since, user_id=viewer.user_id)
+
+
+def _presence_event(change: Change) -> PresenceEvent:
+    return PresenceEvent(
+        type=PresenceEventType(change.type),
+        viewers=[_presence(v) for v in change.viewers],
+        user_id=change.user_id,
+    )
+
+
 async def _each(info: Ctx, feed: live.Feed, build: Callable[[EventMessage], T]) -> AsyncIterator[T]:
     """Per-subscriber execution, the way Strawberry runs a subscription field. Sockets are served
     by the delivery engine instead (SOURCES below); this path remains for schema.subscribe()."""
@@ -253,6 +302,7 @@ SOURCES = {
         lambda ctx, a: live.notification_events(ctx, a.get("after")), _notification_event
     ),
     "queueMetrics": Source(lambda ctx, a: live.queue_metrics(ctx, a["queueId"]), _snapshot, snapshots=True),
+    "presence": Source(lambda ctx, a: presence.watch(ctx, a["projectId"]), _presence_event, snapshots=True),
 }
 
 
@@ -298,6 +348,13 @@ class Subscription:
     async def queue_metrics(self, info: Ctx, queue_id: strawberry.ID) -> AsyncIterator[QueueMetricsType]:
         return _watching(await live.queue_metrics(info.context, queue_id))
 
+    @strawberry.subscription(
+        description="Who is viewing the project: a SNAPSHOT, then each join, change (setPresence) "
+        "and leave. Subscribing makes the viewer present until the subscription ends."
+    )
+    async def presence(self, info: Ctx, project_id: strawberry.ID) -> AsyncIterator[PresenceEvent]:
+        return _present(await presence.watch(info.context, project_id))
+
 
 async def _watching(
     watch: AbstractAsyncContextManager[Watcher[QueueMetrics]],
@@ -305,3 +362,9 @@ async def _watching(
     async with watch as watcher:
         while True:
             yield queue_metrics(await watcher.next())
+
+
+async def _present(watch: AbstractAsyncContextManager[Inbox]) -> AsyncIterator[PresenceEvent]:
+    async with watch as inbox:
+        while True:
+            yield _presence_event(await inbox.next())

@@ -19,6 +19,7 @@ from pulseboard import telemetry
 from pulseboard.models import TopicCounter
 from pulseboard.subscriptions.encoding import EventMessage, decode, encode
 from pulseboard.subscriptions.metrics import MetricsEngine
+from pulseboard.subscriptions.presence import PresenceTable
 
 logger = logging.getLogger("pulseboard.hub")
 
@@ -148,6 +149,8 @@ class Hub:
         self.queue_size = queue_size
         self.sweep_interval = sweep_interval
         self.metrics = MetricsEngine(self.listen, interval=metrics_interval)
+        # Started by the first presence subscription or setPresence (resolvers/presence.py).
+        self.presence: PresenceTable | None = None
         self._sweeper: asyncio.Task[None] | None = None
         # Counts of what the hub had to do: inbox overflows and catch-ups from the log.
         self.stats: Counter[str] = Counter()
@@ -361,6 +364,8 @@ class Hub:
         return shared  # type: ignore[return-value]
 
     async def close(self) -> None:
+        if self.presence is not None:  # first: its leaving goes out while the broker is there
+            await self.presence.close()
         if self._publisher is not None:
             # What is queued gets one publish timeout to go out; the rest other workers' sweeps find.
             if not self.broker.down:

@@ -29,6 +29,12 @@ def access() -> str:
     return "access"
 
 
+def presence() -> str:
+    """Presence messages of every project (subscriptions/presence.py): a broker channel only, with
+    no event log; every worker that serves presence listens."""
+    return "presence"
+
+
 def lock_order(topic: str) -> tuple[int, str]:
     """A total order on topics. Transactions take topic counters in this order, so they cannot
     deadlock: aggregates (project, queue) and tickets first, then per-user streams."""
