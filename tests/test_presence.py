@@ -151,6 +151,10 @@ async def test_a_removed_member_leaves_and_sees_no_more(live: LiveServer) -> Non
         await a.next("p")
         await live.gql(admin, REMOVE, p=p, u=await user_id(live, bob))
         assert summary(await a.next("p")) == ("LEFT", "bob", [("ada", None, False)])
+        # bob's stream ends as taskEvents' does: an error for the operation, then complete.
+        ended = await b.receive()
+        assert ended["type"] == "next" and ended["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        assert await b.receive() == {"id": "p", "type": "complete"}
         async with ws(live, cy) as c:
             await c.subscribe("p", PRESENCE, p=p)
             await c.next("p")

@@ -106,6 +106,8 @@ class Engine:
                     await outbox.put(prefix + await self._snapshot_payload(plan, snapshot) + "}")
         except Unavailable as error:
             return Ended(unavailable=error)
+        except AppError as error:  # access ended (a member removed from presence's project)
+            return Ended(error=error)
         return Ended()
 
     async def _snapshot_payload(self, plan: Plan, snapshot: object) -> str:
