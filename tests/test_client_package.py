@@ -340,9 +340,12 @@ async def test_sigterm_restart_is_retried_through_refused_connections_and_resume
         await clients.until(lambda t: _reconnecting_after(t, 1001), "reconnecting after the 1001 close")
         # The server is gone: only a refused connection ends with 1006 now.
         await clients.until(lambda t: _reconnecting_after(t, 1006), "a refused connection")
+        # The writer exists before the new server does: a client may reach that server, and wait
+        # for the writer's events, before _process() returns.
+        writer = clients.writer = Writer(clients.board, first)
         clients.hold()
         second = await stack.enter_async_context(_process(settings, port))
-        writer = clients.writer = Writer(clients.board, second)
+        writer.target = second  # the same port: until now it failed to connect, and tried again
         await clients.until(lambda t: len(t.of("TOKEN")) >= 2, "a connection to the new server")
         await writer.committed(3)
         await writer.stop()
