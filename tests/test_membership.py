@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from pulseboard.models import Event, Notification, ProjectMember, ProjectRole, Role
+from pulseboard.models import Event, Notification, Project, ProjectMember, ProjectRole, Role, User
+from pulseboard.resolvers import access
 from pulseboard.schema.subscription import _task_event
-from tests.helpers import Api, Person, code
+from tests.helpers import Api, Person, code, count_queries
 from tests.live import LiveServer, ws
 from tests.test_cohorts import _compare
 from tests.test_tickets import make_desk
@@ -413,3 +414,31 @@ async def test_a_removed_member_can_no_longer_be_assigned(api: Api) -> None:
     await api.ok(bob, REMOVE, p=project_id, u=bob.id)
     err = await api.error(alice, ASSIGN_TASK, id=task, a=bob.id)
     assert code(err) == "BAD_USER_INPUT"
+
+
+async def test_subscriptions_authorized_at_once_share_statements_and_each_gets_its_answer(api: Api) -> None:
+    """Subscribing sockets are authorized together (one batch of statements per tick): a
+    member, an admin, a non-member and an unknown project in one batch each get their own answer."""
+    owner = await api.person()
+    other = await api.person()
+    admin = await api.person(Role.ADMIN)
+    first = (await api.ok(owner, CREATE_PROJECT, n="First"))["createProject"]["id"]
+    second = (await api.ok(other, CREATE_PROJECT, n="Second"))["createProject"]["id"]
+    viewers = {p.id: await User.get(id=int(p.id)) for p in (owner, other, admin)}
+    asked = [
+        (owner, first),  # a member
+        (owner, second),  # not a member
+        (other, second),
+        (admin, first),  # an admin sees every project
+        (admin, "99999"),  # no such project
+        (other, first),
+    ]
+    batches = access._seen.batches
+    with count_queries() as statements:
+        answers = await asyncio.gather(
+            *(access.subscribed_project(viewers[who.id], pid) for who, pid in asked), return_exceptions=True
+        )
+    assert access._seen.batches == batches + 1
+    assert len(statements) == 2, statements  # the projects, and the memberships of the members
+    found = [str(a.id) if isinstance(a, Project) else a.code.value for a in answers]
+    assert found == [first, "NOT_FOUND", second, first, "NOT_FOUND", "NOT_FOUND"]

@@ -58,3 +58,35 @@ async def test_new_claims_are_written(settings: Settings) -> None:
         assert renamed["viewer"]["name"] == "Samantha"
         assert any("INSERT" in s.upper() for s in _users_statements(statements))
         assert (await User.get(sub="sam@example.test")).name == "Samantha"
+
+
+async def test_viewers_of_requests_arriving_at_once_share_their_statements(settings: Settings) -> None:
+    """Sockets (or requests) of many users arriving at once: their users are read, and created,
+    in a few statements rather than one or two each, and each still gets its own user. Two
+    tokens of one subject with different names, at once, each get the name they carry."""
+    async with serving(settings) as api:
+        await api.ok(_token(settings, "Sam"), VIEWER)  # a returning user among new ones
+        names = [f"User {n}" for n in range(30)]
+        tokens = [
+            mint_token(
+                settings.jwt_secret,
+                sub=f"user{n}@example.test",
+                email=f"user{n}@example.test",
+                name=name,
+                role=Role.MEMBER,
+                ttl=dt.timedelta(hours=1),
+            )
+            for n, name in enumerate(names)
+        ]
+        tokens += [_token(settings, "Samuel"), _token(settings, "Samantha")]
+        with count_queries() as statements:
+            answers = await asyncio.gather(*(api.ok(token, VIEWER) for token in tokens))
+        assert [answer["viewer"]["name"] for answer in answers] == [*names, "Samuel", "Samantha"]
+        users = _users_statements(statements)
+        assert len(users) <= 6, users  # 32 users: one or two statements each without batching
+        stored = {user.sub: user for user in await User.all()}
+        assert [stored[f"user{n}@example.test"].name for n in range(30)] == names
+        assert stored["sam@example.test"].name in ("Samuel", "Samantha")
+        ids = [answer["viewer"]["id"] for answer in answers]
+        assert ids[-1] == ids[-2] == str(stored["sam@example.test"].id)
+        assert len(set(ids)) == 31

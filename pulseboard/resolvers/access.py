@@ -20,6 +20,7 @@ from pulseboard.models import (
     Ticket,
     User,
 )
+from pulseboard.resolvers.batching import Batched
 
 
 def parse_id(kind: str, value: object) -> int:
@@ -121,6 +122,35 @@ async def project_for(user: User, project_id: object) -> Project:
     """The project if `user` may see it (one query: the row and the membership together)."""
     pid = parse_id("Project", project_id)
     project = await Project.filter(visible_projects(user), id=pid).first()
+    if project is None:
+        raise not_found("Project", project_id)
+    return project
+
+
+async def _seen_projects(keys: list[tuple[int | None, int]]) -> list[Project | None]:
+    """Per (user id, None for an admin; project id): the project if that user may see it."""
+    if len(keys) == 1:  # alone in its tick: project_for's one query
+        user_id, pid = keys[0]
+        seen = Q() if user_id is None else Q(memberships__user_id=user_id)
+        return [await Project.filter(seen, id=pid).first()]
+    found = await Project.filter(id__in=list({pid for _, pid in keys}))
+    projects = {project.id: project for project in found}
+    users = {user_id for user_id, _ in keys if user_id is not None}
+    members: set[tuple[int, int]] = set()
+    if users and projects:
+        pairs = ProjectMember.filter(project_id__in=list(projects), user_id__in=list(users))
+        members = set(await pairs.values_list("project_id", "user_id"))  # type: ignore[arg-type]
+    return [projects.get(pid) if uid is None or (pid, uid) in members else None for uid, pid in keys]
+
+
+_seen = Batched(_seen_projects)
+
+
+async def subscribed_project(user: User, project_id: object) -> Project:
+    """project_for for subscriptions, batched with the other sockets subscribing in the same
+    tick (so never inside a transaction: see resolvers/batching)."""
+    pid = parse_id("Project", project_id)
+    project = await _seen.load((None if is_admin(user) else user.id, pid))
     if project is None:
         raise not_found("Project", project_id)
     return project

@@ -69,7 +69,7 @@ async def _feed(
 
 async def task_events(ctx: Context, project_id: object, after: str | None) -> Feed:
     viewer = ctx.require_viewer()
-    project = await access.project_for(viewer, project_id)
+    project = await access.subscribed_project(viewer, project_id)
     return await _feed(
         topics.project(project.id),
         after,

@@ -42,7 +42,7 @@ def table(ctx: Context) -> PresenceTable:
 async def watch(ctx: Context, project_id: object) -> AbstractAsyncContextManager[Inbox]:
     """The viewer's presence in the project while the block runs, and everyone else's changes."""
     viewer = ctx.require_viewer()
-    project = await access.project_for(viewer, project_id)
+    project = await access.subscribed_project(viewer, project_id)
     return _present(table(ctx), viewer, project.id)
 
 
@@ -68,7 +68,7 @@ async def _until_removed(viewer: User, project_id: int, listener: Listener, inbo
     while True:
         try:
             if message is None:
-                await access.project_for(viewer, project_id)
+                await access.subscribed_project(viewer, project_id)
             else:
                 live._task_admit(viewer, project_id, message)  # the rule taskEvents ends by
         except AppError as error:

@@ -11,8 +11,11 @@ setUserRole mutation) or the `pulseboard role` command. Every role change commit
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import time
 from collections import OrderedDict
+from typing import Any
 
 from tortoise import connections, timezone
 from tortoise.exceptions import IntegrityError
@@ -22,6 +25,7 @@ from pulseboard.auth import Claims
 from pulseboard.errors import AppError, ErrorCode, bad_input, not_found
 from pulseboard.models import Role, Team, TeamMember, User
 from pulseboard.resolvers.access import parse_id, require_admin
+from pulseboard.resolvers.batching import Batched
 from pulseboard.resolvers.context import Context
 from pulseboard.resolvers.events import Transaction, transaction
 from pulseboard.resolvers.validation import text
@@ -29,19 +33,19 @@ from pulseboard.settings import Settings
 from pulseboard.subscriptions import access, topics
 from pulseboard.subscriptions.encoding import from_row
 
-# One statement, one round trip: the user is created on first sight, updated when the claims
-# changed (or a newer token said the same), and returned either way (no row when nothing was
-# written: then it is read). Only a token at least as new as the stored claims writes; a role
-# change is left to _take_role_from_token, which commits it with its access notice. The
-# leading comment keeps Tortoise's asyncpg client from dropping the rows of a statement starting
-# INSERT.
+# One statement, one round trip, for all the users of a tick: a user is created on first sight,
+# updated when the claims changed (or a newer token said the same), and returned either way (no
+# row when nothing was written: then it is read). Only a token at least as new as the stored
+# claims writes; a role change is left to _take_role_from_token, which commits it with its access
+# notice. The leading comment keeps Tortoise's asyncpg client from dropping the rows of a
+# statement starting INSERT.
 _FRESH = "(users.claims_issued_at IS NULL OR excluded.claims_issued_at >= users.claims_issued_at)"
 _NEWER = (
     "(excluded.claims_issued_at > users.claims_issued_at"
     " OR (users.claims_issued_at IS NULL AND excluded.claims_issued_at IS NOT NULL))"
 )
 _UPSERT = (
-    "/* upsert */ INSERT INTO users (sub, email, name, role, claims_issued_at, created_at) VALUES ({params}) "
+    "/* upsert */ INSERT INTO users (sub, email, name, role, claims_issued_at, created_at) VALUES {rows} "
     "ON CONFLICT (sub) DO UPDATE SET email = excluded.email, name = excluded.name, "
     "claims_issued_at = excluded.claims_issued_at "
     f"WHERE {_FRESH}{{same_role}} "
@@ -76,16 +80,50 @@ def _changed(user: User, claims: Claims) -> bool:
 async def upsert_from_claims(claims: Claims, *, role_source: str = "token") -> User:
     """The user behind a token, created on first sight and kept in step with its newest claims:
     read, and written only when the claims say something new. With role_source "server" the
-    role claim is ignored (new users are MEMBERs)."""
-    user = await User.get_or_none(sub=claims.sub)
+    role claim is ignored (new users are MEMBERs). Batched with the other callers of the tick
+    (resolvers/batching: never inside a transaction)."""
+    return await _settle(claims, await _by_sub.load(claims.sub), role_source)
+
+
+async def _users_by_sub(subs: list[str]) -> list[User | None]:
+    found = {user.sub: user for user in await User.filter(sub__in=list(set(subs)))}
+    return [found.get(sub) for sub in subs]
+
+
+async def _write_claims(role_source: str, claims: list[Claims]) -> list[User | None]:
+    """The upsert of several claims, as few statements as there are claims of one subject (an
+    upsert may change a row only once); per claims, the user written, or None where nothing was."""
+    db = connections.get("default")
+    postgres = db.capabilities.dialect == "postgres"
+    written: dict[Claims, User] = {}
+    pending = list(dict.fromkeys(claims))
+    while pending:
+        rows: dict[str, Claims] = {}
+        for one in pending:
+            rows.setdefault(one.sub, one)
+        values: list[Any] = []
+        for one in rows.values():
+            role = one.role if role_source == "token" else Role.MEMBER
+            values += [one.sub, one.email, one.name, role.value, one.issued_at, timezone.now()]
+        params = (f"${n}" if postgres else "?" for n in range(1, len(values) + 1))
+        tuples = ", ".join("(" + ", ".join(itertools.islice(params, 6)) + ")" for _ in rows)
+        sql = _UPSERTS[role_source].format(rows=tuples)
+        for user in await db.executor_class(model=User, db=db).execute_select(sql, values):
+            written[rows[user.sub]] = user
+        pending = [one for one in pending if rows[one.sub] is not one]
+    return [written.get(one) for one in claims]
+
+
+# Viewers read and write through these: the users of sockets connecting at once, in one
+# statement each.
+_by_sub: Batched[str, User | None] = Batched(_users_by_sub)
+_writes = {source: Batched(functools.partial(_write_claims, source)) for source in _UPSERTS}
+
+
+async def _settle(claims: Claims, user: User | None, role_source: str) -> User:
+    """upsert_from_claims once the stored user (or None) is read."""
     if user is None or _changed(user, claims):  # else the upsert would write nothing: skip it
-        db = connections.get("default")
-        params = ", ".join(f"${n}" if db.capabilities.dialect == "postgres" else "?" for n in range(1, 7))
-        role = claims.role if role_source == "token" else Role.MEMBER
-        values = [claims.sub, claims.email, claims.name, role.value, claims.issued_at, timezone.now()]
-        sql = _UPSERTS[role_source].format(params=params)
-        rows = await db.executor_class(model=User, db=db).execute_select(sql, values)
-        user = rows[0] if rows else await User.get(sub=claims.sub)
+        user = await _writes[role_source].load(claims) or await User.get(sub=claims.sub)
     newer = _fresh(claims.issued_at, user.claims_issued_at)
     if role_source == "token" and user.role != claims.role and newer:
         user = await _take_role_from_token(user, claims)
