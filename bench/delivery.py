@@ -729,9 +729,14 @@ class Case:
 
         # Connect and subscribe N sockets on an idle server.
         connect_bound = 60 + self.subs * 0.05
+        watch = ProcessWatch(server.root_pid)
+        watch.start()
         connected = await self.drivers.connect(0, self.subs, within=connect_bound)
+        connect_cpu_s = await watch.stop()
         self.row["connected"] = connected["ok"]
         self.row["connect_s"] = connected["seconds"]
+        self.row["connect_cpu_ms"] = 1000 * connect_cpu_s / max(1, connected["ok"])
+        self.note(f"connect: server CPU {self.row['connect_cpu_ms']:.2f} ms per socket")
         if connected["failed"]:
             self.note(
                 f"{connected['failed']} sockets failed to connect: {connected['errors'].most_common(1)[0]}"
