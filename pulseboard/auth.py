@@ -240,6 +240,10 @@ class Verifier:
 
     async def _verify(self, token: str) -> Claims:
         self.verifications += 1
+        if self.keys is None:  # a shared secret: PyJWT refuses any algorithm but ALGORITHM itself
+            if not self._secret:
+                raise unauthenticated("Invalid token.")
+            return self._claims(self._decode(token, self._secret, ALGORITHM))
         try:
             header = jwt.get_unverified_header(token)
         except (jwt.InvalidTokenError, UnicodeError):
@@ -249,16 +253,15 @@ class Verifier:
         # get as far as a signature check.
         if not isinstance(algorithm, str) or algorithm not in self.algorithms:
             raise unauthenticated("Invalid token.")
-        payload = self._decode(token, await self._key(header, algorithm), algorithm)
+        return self._claims(self._decode(token, await self._key(header, algorithm), algorithm))
+
+    def _claims(self, payload: dict[str, Any]) -> Claims:
         claims = claims_of(payload)
         self._check_lifetime(payload)
         return claims
 
-    async def _key(self, header: dict[str, Any], algorithm: str) -> PyJWK | str:
-        if self.keys is None:
-            if not self._secret:
-                raise unauthenticated("Invalid token.")
-            return self._secret
+    async def _key(self, header: dict[str, Any], algorithm: str) -> PyJWK:
+        assert self.keys is not None
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise unauthenticated("Invalid token.")
