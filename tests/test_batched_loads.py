@@ -22,16 +22,26 @@ class Doubler:
         return [2 * key for key in keys]
 
 
-async def test_loads_of_one_window_share_one_call_and_each_gets_its_value() -> None:
+async def test_idle_loads_of_one_tick_share_one_call_and_each_gets_its_value() -> None:
     doubler = Doubler()
-    batched = Batched(doubler, window=0.01)
-    first = [batched.load(key) for key in (1, 2, 2)]
-    await asyncio.sleep(0.002)  # still within the window
-    late = batched.load(3)
-    assert await asyncio.gather(*first, late) == [2, 4, 4, 6]
-    assert doubler.calls == [[1, 2, 2, 3]]
-    assert await batched.load(5) == 10  # the next window: a call of its own
-    assert doubler.calls[1:] == [[5]] and batched.batches == 2
+    batched = Batched(doubler, window=0.05)
+    assert await asyncio.gather(*(batched.load(key) for key in (1, 2, 2))) == [2, 4, 4]
+    assert doubler.calls == [[1, 2, 2]]
+
+
+async def test_in_a_burst_loads_collect_for_the_window() -> None:
+    doubler = Doubler()
+    batched = Batched(doubler, window=0.05)
+    assert await batched.load(1) == 2  # idle: at once
+    second = batched.load(2)  # within the window of the last call: a burst
+    await asyncio.sleep(0.01)
+    assert doubler.calls == [[1]]  # still collecting
+    third = batched.load(3)
+    assert await asyncio.gather(second, third) == [4, 6]
+    assert doubler.calls == [[1], [2, 3]] and batched.batches == 2
+    await asyncio.sleep(0.06)  # past the window: idle again
+    assert await batched.load(4) == 8
+    assert doubler.calls[2:] == [[4]]
 
 
 async def test_a_cancelled_caller_cancels_nothing_of_the_others() -> None:
@@ -50,13 +60,14 @@ async def test_a_cancelled_caller_cancels_nothing_of_the_others() -> None:
 
 async def test_callers_cancelled_before_the_window_ends_are_not_loaded() -> None:
     doubler = Doubler()
-    batched = Batched(doubler, window=0.005)
+    batched = Batched(doubler, window=0.05)
+    await batched.load(0)  # a burst: the next loads collect for the window
     gone = asyncio.ensure_future(batched.load(1))
     kept = batched.load(2)
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
     gone.cancel()
     assert await kept == 4
-    assert doubler.calls == [[2]]
+    assert doubler.calls == [[0], [2]]
 
 
 async def test_a_failure_reaches_every_caller_of_the_batch_and_the_next_batch_is_fresh() -> None:

@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from pulseboard.models import Role
+from pulseboard.subscriptions import topics
 from pulseboard.telemetry import JsonFormatter
 from tests.helpers import Api
-from tests.live import LiveServer, ws
+from tests.live import LiveServer, listening, ws
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
@@ -84,6 +85,7 @@ async def test_metrics_expose_operations_connections_and_events(live: LiveServer
         await client.subscribe("1", "subscription($p: ID!) { taskEvents(projectId: $p) { type } }", p=project)
         await client.send({"type": "ping"})
         assert await client.receive() == {"type": "pong"}
+        await listening(live, topics.project(int(project)))
         create = 'mutation AddTask($p: ID!) { createTask(input: {projectId: $p, title: "t"}) { id } }'
         await live.gql(token, create, p=project)
         await client.next("1")
