@@ -924,6 +924,7 @@ class Case:
         if seconds:
             self.row["per_second_min"] = min(seconds)
             self.row["per_second_median"] = statistics.median(seconds)
+            status(f"{self.scenario}/{self.server_name}: delivered each second {[round(n) for n in seconds]}")
         self.row["rss_after_mib"] = tree_rss_kib(self.server.root_pid) / 1024 if self.server else 0
 
     async def connect_under_load(self) -> None:
