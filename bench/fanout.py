@@ -378,15 +378,23 @@ async def gql(http: httpx.AsyncClient, auth: dict[str, str], query: str, **varia
 async def setup_gql(
     http: httpx.AsyncClient, auth: dict[str, str], query: str, **variables: Any
 ) -> dict[str, Any]:
-    """gql for setup (not measured): a transport error is retried twice."""
-    for attempt in range(3):
+    """gql for setup (not measured): a transport error is retried twice, and an overloaded
+    server's 503 SERVICE_UNAVAILABLE (it sheds while its deliveries catch up) for up to a minute,
+    as its Retry-After asks."""
+    failures = 0
+    for _ in range(60):
         try:
             return await gql(http, auth, query, **variables)
         except httpx.TransportError:
-            if attempt == 2:
+            failures += 1
+            if failures == 3:
                 raise
             await asyncio.sleep(0.5)
-    raise AssertionError("unreachable")
+        except GraphQLError as error:
+            if "SERVICE_UNAVAILABLE" not in str(error):
+                raise
+            await asyncio.sleep(1)
+    raise GraphQLError(f"still overloaded after a minute: {query[:60]}")
 
 
 def seq_of(cursor: str) -> tuple[str, int]:
