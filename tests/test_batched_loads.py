@@ -107,3 +107,14 @@ def test_a_batch_left_pending_by_a_closed_loop_does_not_block_the_next_loop() ->
     asyncio.run(abandon())
     assert asyncio.run(load()) == 4
     assert doubler.calls == [[2]]
+
+
+async def test_a_full_batch_goes_at_once_and_the_rest_in_the_next() -> None:
+    doubler = Doubler()
+    batched = Batched(doubler, window=0.05, max_size=3)
+    await batched.load(0)  # a burst: loads would collect for the whole window
+    loads = [batched.load(key) for key in range(1, 6)]
+    await asyncio.sleep(0.01)
+    assert doubler.calls == [[0], [1, 2, 3]]  # the full one did not wait for the window
+    assert await asyncio.gather(*loads) == [2, 4, 6, 8, 10]
+    assert doubler.calls[2:] == [[4, 5]]

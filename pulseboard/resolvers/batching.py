@@ -24,18 +24,25 @@ K = TypeVar("K")
 T = TypeVar("T")
 
 WINDOW_SECONDS = 0.01
+# Keys of one call at most (a statement's parameters are bounded: SQLite allows 32 766).
+MAX_SIZE = 500
 
 
 class Batched(Generic[K, T]):
     """load(key) → one call of `load_fn(keys)` for all the keys asked for in the same tick, or,
-    within `window` s of the last call, in the next `window` s; a failure of that call is every
-    caller's."""
+    within `window` s of the last call, in the next `window` s (at most `max_size` keys a call);
+    a failure of that call is every caller's."""
 
     def __init__(
-        self, load_fn: Callable[[list[K]], Awaitable[Sequence[T]]], window: float = WINDOW_SECONDS
+        self,
+        load_fn: Callable[[list[K]], Awaitable[Sequence[T]]],
+        window: float = WINDOW_SECONDS,
+        max_size: int = MAX_SIZE,
     ) -> None:
         self._load_fn = load_fn
         self.window = window
+        self.max_size = max_size
+        self._timer: asyncio.TimerHandle | None = None
         self._pending: list[tuple[K, asyncio.Future[T]]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # of the pending batch
         self._dispatched = -math.inf  # when the last batch went (loop time)
@@ -50,15 +57,19 @@ class Batched(Generic[K, T]):
             # Idle, the first load goes at the next tick; within a window of the last batch (a
             # burst), loads collect for the window.
             busy = loop.time() - self._dispatched < self.window
-            loop.call_later(self.window if busy else 0, self._dispatch)
+            self._timer = loop.call_later(self.window if busy else 0, self._dispatch)
         self._pending.append((key, future))
+        if len(self._pending) >= self.max_size:
+            self._dispatch()
         return future
 
     def _dispatch(self) -> None:
         if self._loop is not asyncio.get_running_loop():
             return  # a window of another loop's batch; that batch was dropped
+        if self._timer is not None:
+            self._timer.cancel()
         batch = [(key, future) for key, future in self._pending or () if not future.cancelled()]
-        self._pending = None
+        self._pending, self._timer = None, None
         self._dispatched = asyncio.get_running_loop().time()
         if batch:
             task = asyncio.get_running_loop().create_task(self._run(batch))
