@@ -10,8 +10,9 @@ instead of 3.1 s, at 0.85 ms of server CPU each instead of 1.35 ms (fewer statem
 server to build and for PostgreSQL to run, on the same cores).
 Each caller waits on a future of its own: one that is cancelled cancels nothing of another's.
 
-The batch runs in the first caller's context. Use these loads only outside a transaction: inside
-one, Tortoise would run the whole batch on that transaction's connection."""
+A batch runs in the context of one of its callers (the first, or the one that filled it). Use
+these loads only outside a transaction: inside one, Tortoise would run the whole batch on that
+transaction's connection."""
 
 from __future__ import annotations
 
