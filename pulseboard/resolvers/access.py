@@ -129,7 +129,7 @@ async def project_for(user: User, project_id: object) -> Project:
 
 async def _seen_projects(keys: list[tuple[int | None, int]]) -> list[Project | None]:
     """Per (user id, None for an admin; project id): the project if that user may see it."""
-    if len(keys) == 1:  # alone in its tick: project_for's one query
+    if len(keys) == 1:  # alone in its batch: project_for's one query
         user_id, pid = keys[0]
         seen = Q() if user_id is None else Q(memberships__user_id=user_id)
         return [await Project.filter(seen, id=pid).first()]
@@ -147,8 +147,8 @@ _seen = Batched(_seen_projects)
 
 
 async def subscribed_project(user: User, project_id: object) -> Project:
-    """project_for for subscriptions, batched with the other sockets subscribing in the same
-    tick (so never inside a transaction: see resolvers/batching)."""
+    """project_for for subscriptions, batched with the other sockets subscribing at once (so
+    never inside a transaction: see resolvers/batching)."""
     pid = parse_id("Project", project_id)
     project = await _seen.load((None if is_admin(user) else user.id, pid))
     if project is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import itertools
 import time
 from collections import OrderedDict
 from typing import Any
@@ -33,7 +32,7 @@ from pulseboard.settings import Settings
 from pulseboard.subscriptions import access, topics
 from pulseboard.subscriptions.encoding import from_row
 
-# One statement, one round trip, for all the users of a tick: a user is created on first sight,
+# One statement, one round trip, for all the users of a batch: a user is created on first sight,
 # updated when the claims changed (or a newer token said the same), and returned either way (no
 # row when nothing was written: then it is read). Only a token at least as new as the stored
 # claims writes; a role change is left to _take_role_from_token, which commits it with its access
@@ -80,9 +79,15 @@ def _changed(user: User, claims: Claims) -> bool:
 async def upsert_from_claims(claims: Claims, *, role_source: str = "token") -> User:
     """The user behind a token, created on first sight and kept in step with its newest claims:
     read, and written only when the claims say something new. With role_source "server" the
-    role claim is ignored (new users are MEMBERs). Batched with the other callers of the tick
-    (resolvers/batching: never inside a transaction)."""
-    return await _settle(claims, await _by_sub.load(claims.sub), role_source)
+    role claim is ignored (new users are MEMBERs). Batched with the users of other sockets and
+    requests arriving at once (resolvers/batching: never inside a transaction)."""
+    user = await _by_sub.load(claims.sub)
+    if user is None or _changed(user, claims):  # else the upsert would write nothing: skip it
+        user = await _writes[role_source].load(claims) or await User.get(sub=claims.sub)
+    newer = _fresh(claims.issued_at, user.claims_issued_at)
+    if role_source == "token" and user.role != claims.role and newer:
+        user = await _take_role_from_token(user, claims)
+    return user
 
 
 async def _users_by_sub(subs: list[str]) -> list[User | None]:
@@ -105,8 +110,8 @@ async def _write_claims(role_source: str, claims: list[Claims]) -> list[User | N
         for one in rows.values():
             role = one.role if role_source == "token" else Role.MEMBER
             values += [one.sub, one.email, one.name, role.value, one.issued_at, timezone.now()]
-        params = (f"${n}" if postgres else "?" for n in range(1, len(values) + 1))
-        tuples = ", ".join("(" + ", ".join(itertools.islice(params, 6)) + ")" for _ in rows)
+        marks = [f"${n}" if postgres else "?" for n in range(1, len(values) + 1)]
+        tuples = ", ".join("(" + ", ".join(marks[at : at + 6]) + ")" for at in range(0, len(marks), 6))
         sql = _UPSERTS[role_source].format(rows=tuples)
         for user in await db.executor_class(model=User, db=db).execute_select(sql, values):
             written[rows[user.sub]] = user
@@ -114,20 +119,10 @@ async def _write_claims(role_source: str, claims: list[Claims]) -> list[User | N
     return [written.get(one) for one in claims]
 
 
-# Viewers read and write through these: the users of sockets connecting at once, in one
-# statement each.
+# Users are read and written through these: those of sockets connecting at once, in one
+# statement each (resolvers/batching).
 _by_sub: Batched[str, User | None] = Batched(_users_by_sub)
 _writes = {source: Batched(functools.partial(_write_claims, source)) for source in _UPSERTS}
-
-
-async def _settle(claims: Claims, user: User | None, role_source: str) -> User:
-    """upsert_from_claims once the stored user (or None) is read."""
-    if user is None or _changed(user, claims):  # else the upsert would write nothing: skip it
-        user = await _writes[role_source].load(claims) or await User.get(sub=claims.sub)
-    newer = _fresh(claims.issued_at, user.claims_issued_at)
-    if role_source == "token" and user.role != claims.role and newer:
-        user = await _take_role_from_token(user, claims)
-    return user
 
 
 async def _take_role_from_token(user: User, claims: Claims) -> User:
