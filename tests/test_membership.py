@@ -417,7 +417,7 @@ async def test_a_removed_member_can_no_longer_be_assigned(api: Api) -> None:
 
 
 async def test_subscriptions_authorized_at_once_share_statements_and_each_gets_its_answer(api: Api) -> None:
-    """Subscribing sockets are authorized together (one batch of statements per tick): a
+    """Subscribing sockets are authorized together (one batch of statements): a
     member, an admin, a non-member and an unknown project in one batch each get their own answer."""
     owner = await api.person()
     other = await api.person()

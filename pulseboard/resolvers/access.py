@@ -120,40 +120,43 @@ def visible_tasks(user: User) -> Q:
 
 async def project_for(user: User, project_id: object) -> Project:
     """The project if `user` may see it (one query: the row and the membership together)."""
-    pid = parse_id("Project", project_id)
-    project = await Project.filter(visible_projects(user), id=pid).first()
-    if project is None:
-        raise not_found("Project", project_id)
-    return project
-
-
-async def _seen_projects(keys: list[tuple[int | None, int]]) -> list[Project | None]:
-    """Per (user id, None for an admin; project id): the project if that user may see it."""
-    if len(keys) == 1:  # alone in its batch: project_for's one query
-        user_id, pid = keys[0]
-        seen = Q() if user_id is None else Q(memberships__user_id=user_id)
-        return [await Project.filter(seen, id=pid).first()]
-    found = await Project.filter(id__in=list({pid for _, pid in keys}))
-    projects = {project.id: project for project in found}
-    users = {user_id for user_id, _ in keys if user_id is not None}
-    members: set[tuple[int, int]] = set()
-    if users and projects:
-        pairs = ProjectMember.filter(project_id__in=list(projects), user_id__in=list(users))
-        members = set(await pairs.values_list("project_id", "user_id"))  # type: ignore[arg-type]
-    return [projects.get(pid) if uid is None or (pid, uid) in members else None for uid, pid in keys]
-
-
-_seen = Batched(_seen_projects)
+    return _found(await _visible_project(user, parse_id("Project", project_id)), project_id)
 
 
 async def subscribed_project(user: User, project_id: object) -> Project:
     """project_for for subscriptions, batched with the other sockets subscribing at once (so
     never inside a transaction: see resolvers/batching)."""
-    pid = parse_id("Project", project_id)
-    project = await _seen.load((None if is_admin(user) else user.id, pid))
+    return _found(await _seen.load((user, parse_id("Project", project_id))), project_id)
+
+
+def _found(project: Project | None, project_id: object) -> Project:
     if project is None:
         raise not_found("Project", project_id)
     return project
+
+
+async def _visible_project(user: User, pid: int) -> Project | None:
+    return await Project.filter(visible_projects(user), id=pid).first()
+
+
+async def _seen_projects(keys: list[tuple[User, int]]) -> list[Project | None]:
+    """Per (viewer, project id): the project if the viewer may see it (visible_projects' rule,
+    for a batch in two statements: the projects, then the memberships of the non-admins)."""
+    if len(keys) == 1:  # alone in its batch: project_for's one query
+        return [await _visible_project(*keys[0])]
+    found = await Project.filter(id__in=list({pid for _, pid in keys}))
+    projects = {project.id: project for project in found}
+    members = {user.id for user, _ in keys if not is_admin(user)}
+    memberships: set[tuple[int, int]] = set()
+    if members and projects:
+        pairs = ProjectMember.filter(project_id__in=list(projects), user_id__in=list(members))
+        memberships = set(await pairs.values_list("project_id", "user_id"))  # type: ignore[arg-type]
+    return [
+        projects.get(pid) if is_admin(user) or (pid, user.id) in memberships else None for user, pid in keys
+    ]
+
+
+_seen = Batched(_seen_projects)
 
 
 async def task_for(user: User, task_id: object) -> Task:
