@@ -379,8 +379,8 @@ async def setup_gql(
     http: httpx.AsyncClient, auth: dict[str, str], query: str, **variables: Any
 ) -> dict[str, Any]:
     """gql for setup (not measured): a transport error is retried twice, and an overloaded
-    server's 503 SERVICE_UNAVAILABLE (it sheds while its deliveries catch up) for up to a minute,
-    as its Retry-After asks."""
+    server's 503 SERVICE_UNAVAILABLE (it sheds while its event loop lags, as it may right after an
+    overload row) for up to a minute, as its Retry-After asks."""
     failures = 0
     for _ in range(60):
         try:
