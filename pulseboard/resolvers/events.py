@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import datetime as dt
 import enum
 import random
@@ -12,7 +13,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from tortoise import timezone
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import F
 from tortoise.fields import DatetimeField
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
@@ -167,6 +170,28 @@ def _plain(value: Any) -> Any:
 def snapshot(obj: Model) -> dict[str, Any]:
     """The row as JSON-ready data (enums by name, datetimes ISO 8601), for event payloads."""
     return {name: _plain(getattr(obj, name)) for name in obj._meta.db_fields}
+
+
+async def update_versioned(conn: BaseDBAsyncClient, obj: M, **values: Any) -> M | None:
+    """Writes `values` to `obj`'s row only if the row still has `obj`'s version (never a lost
+    write), with the next version and a new updated_at. The row as now stored, built from `obj`
+    and `values` as a read would convert them (so not read back), or None when another write
+    changed the row first."""
+    now, version = timezone.now(), obj.version  # type: ignore[attr-defined]
+    written = {**values, "version": version + 1, "updated_at": now}
+    changed = (
+        await type(obj)
+        .filter(pk=obj.pk, version=version)
+        .using_db(conn)
+        .update(**values, version=F("version") + 1, updated_at=now)
+    )
+    if changed == 0:
+        return None
+    stored = copy.copy(obj)
+    fields = obj._meta.fields_map
+    for name, value in written.items():
+        setattr(stored, name, fields[name].to_python_value(value))
+    return stored
 
 
 def restore(model: type[M], data: dict[str, Any]) -> M:

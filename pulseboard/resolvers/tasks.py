@@ -16,7 +16,7 @@ from pulseboard.errors import AppError, bad_input, conflict, not_found
 from pulseboard.models import NotificationType, Project, Task, TaskComment, TaskPriority, TaskStatus, urgency
 from pulseboard.resolvers import access, notifications, reminders
 from pulseboard.resolvers.context import Context
-from pulseboard.resolvers.events import Transaction, change, snapshot, transaction
+from pulseboard.resolvers.events import Transaction, change, snapshot, transaction, update_versioned
 from pulseboard.resolvers.pagination import Page, decode_cursor, encode_cursor, page_args, page_of, paginate
 from pulseboard.resolvers.validation import BODY_MAX, in_utc, int_range, searched, text
 from pulseboard.subscriptions import topics
@@ -166,15 +166,11 @@ async def _apply(tx: Transaction, task: Task, **values: Any) -> Task:
     if reminders.ARMING & values.keys():  # a new due date, assignee or column: reminders move
         state = {name: values.get(name, getattr(task, name)) for name in reminders.ARMING}
         values["remind_at"] = await reminders.remind_at(tx.conn, **state)
-    updated = (
-        await Task.filter(id=task.id, version=task.version)
-        .using_db(tx.conn)
-        .update(**values, version=F("version") + 1, updated_at=timezone.now())
-    )
-    if updated == 0:
+    updated = await update_versioned(tx.conn, task, **values)
+    if updated is None:
         fresh = await Task.filter(id=task.id).using_db(tx.conn).get()
         raise conflict("Task", task.id, fresh.version)
-    return await Task.filter(id=task.id).using_db(tx.conn).get()
+    return updated
 
 
 def _emit(tx: Transaction, type: str, task: Task, changes: list[dict[str, Any]], **extra: Any) -> None:

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from tortoise import timezone
-from tortoise.expressions import F, Q
+from tortoise.expressions import Q
 
 from pulseboard.errors import bad_input, conflict, forbidden, not_found
 from pulseboard.models import (
@@ -22,7 +22,7 @@ from pulseboard.models import (
 )
 from pulseboard.resolvers import access, notifications
 from pulseboard.resolvers.context import Context
-from pulseboard.resolvers.events import Transaction, change, snapshot, transaction
+from pulseboard.resolvers.events import Transaction, change, snapshot, transaction, update_versioned
 from pulseboard.resolvers.pagination import Page, page_args, page_of, paginate
 from pulseboard.resolvers.validation import BODY_MAX, searched, text
 from pulseboard.subscriptions import topics
@@ -160,14 +160,10 @@ async def _apply(tx: Transaction, ticket: Ticket, **values: Any) -> Ticket:
     """Conditional update on the version we read: a concurrent write is never overwritten."""
     if "priority" in values:
         values["urgency"] = urgency(values["priority"])
-    updated = (
-        await Ticket.filter(id=ticket.id, version=ticket.version)
-        .using_db(tx.conn)
-        .update(**values, version=F("version") + 1, updated_at=timezone.now())
-    )
-    if updated == 0:
+    updated = await update_versioned(tx.conn, ticket, **values)
+    if updated is None:
         raise conflict("Ticket", ticket.id, ticket.version)
-    return await Ticket.filter(id=ticket.id).using_db(tx.conn).get()
+    return updated
 
 
 def _emit(tx: Transaction, type: str, ticket: Ticket, changes: list[dict[str, Any]], **extra: Any) -> None:
