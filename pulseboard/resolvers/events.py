@@ -175,10 +175,9 @@ def snapshot(obj: Model) -> dict[str, Any]:
 async def update_versioned(conn: BaseDBAsyncClient, obj: M, **values: Any) -> M | None:
     """Writes `values` to `obj`'s row only if the row still has `obj`'s version (never a lost
     write), with the next version and a new updated_at. The row as now stored, built from `obj`
-    and `values` as a read would convert them (so not read back), or None when another write
-    changed the row first."""
+    and what was written (Tortoise's update_from_dict converts each value as a read would), not
+    read back; None when another write changed the row first."""
     now, version = timezone.now(), obj.version  # type: ignore[attr-defined]
-    written = {**values, "version": version + 1, "updated_at": now}
     changed = (
         await type(obj)
         .filter(pk=obj.pk, version=version)
@@ -187,11 +186,7 @@ async def update_versioned(conn: BaseDBAsyncClient, obj: M, **values: Any) -> M 
     )
     if changed == 0:
         return None
-    stored = copy.copy(obj)
-    fields = obj._meta.fields_map
-    for name, value in written.items():
-        setattr(stored, name, fields[name].to_python_value(value))
-    return stored
+    return copy.copy(obj).update_from_dict({**values, "version": version + 1, "updated_at": now})
 
 
 def restore(model: type[M], data: dict[str, Any]) -> M:
